@@ -1,0 +1,63 @@
+"""The seam between the voice pipeline and whatever writes the agent's words.
+
+A backend is created once per session (it may keep interview state) and streams its reply as
+text pieces; the pipeline speaks them sentence by sentence as they arrive. Backends never decide
+escalation: the triage policy does, in the safety frame processor.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class CameraImage:
+    """A still from the patient's camera (JPEG), with the sampler's quality verdict."""
+
+    jpeg: bytes
+    width: int
+    height: int
+    quality: str = "ok"  # ok | blurry | dark | overexposed | too_far
+
+
+@dataclass(frozen=True)
+class Utterance:
+    role: Literal["patient", "agent"]
+    text: str
+
+
+@dataclass(frozen=True)
+class RetrievedCase:
+    """A similar dermatologist-labelled SCIN case."""
+
+    case_id: str
+    labels: dict[str, float]
+    distance: float
+    matched_on: Literal["image", "text"]
+
+
+@dataclass
+class BrainRequest:
+    """What the brain knows when the patient has finished a turn."""
+
+    patient_text: str
+    history: list[Utterance] = field(default_factory=list)
+    images: list[CameraImage] = field(default_factory=list)
+    similar_cases: list[RetrievedCase] = field(default_factory=list)
+
+
+class BrainBackend(ABC):
+    """Writes the agent's words. One instance per session."""
+
+    name: str = "base"
+
+    @abstractmethod
+    def greeting(self) -> str:
+        """The opening line of the session (the safety processor makes sure it carries a disclaimer)."""
+
+    @abstractmethod
+    def reply(self, request: BrainRequest) -> AsyncIterator[str]:
+        """Stream the reply to the patient's turn as text pieces (any size, in order)."""

@@ -1,0 +1,163 @@
+"""The settings object.
+
+Precedence, highest first: keyword arguments, environment variables, ``.env``, the YAML file of
+the environment (``configs/dev.yaml`` for ``APP_ENV=development`` ...), the defaults below.
+Nested values use ``__`` in variable names (``LLM__DEVICE=cuda``), as in the runbook.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = Path(__file__).resolve().parent
+ENV_FILES = {"development": "dev.yaml", "staging": "staging.yaml", "production": "production.yaml"}
+AppEnv = Literal["development", "staging", "production"]
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot be used; the message is one line that says why."""
+
+
+class LLMSettings(BaseModel):
+    medgemma_model_id: str = "google/medgemma-4b-it"
+    google_api_key: SecretStr | None = None
+    gemini_model: str = "gemini-2.5-flash"
+    device: str = "cpu"
+    # A reply that has produced no text after this long fails safe (the agent escalates).
+    timeout_s: float = 20.0
+
+
+class EmbeddingSettings(BaseModel):
+    model_id: str = "google/siglip-so400m-patch14-384"
+    device: str = "cpu"
+    text_model_dir: Path = Path("models/minilm")
+
+
+class VoiceSettings(BaseModel):
+    whisper_model_size: str = "base"
+    whisper_compute_type: str = "int8"
+    whisper_threads: int = 2
+    piper_voices_dir: Path = Path("models/piper")
+    piper_voice: str = "en_US-joe-medium"
+    google_cloud_project: str | None = None
+    google_application_credentials: Path | None = None
+    # Silence that ends the patient's turn; the transcription of the turn starts before it.
+    turn_stop_s: float = 0.6
+    # A pause this long starts a speculative transcription of the turn so far.
+    speculate_after_s: float = 0.2
+    # Speaking over the agent for this long interrupts it (barge-in).
+    barge_in_s: float = 0.2
+
+
+class Settings(BaseSettings):
+    """Everything the service reads at start-up; nothing else reads the environment."""
+
+    model_config = SettingsConfigDict(
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    app_env: AppEnv = "development"
+    model_backend: Literal["mock", "local", "cloud"] = "mock"
+    use_mocks: bool = False
+    secret_key: SecretStr | None = None
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "text"
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    models_dir: Path = Path("models")
+    data_dir: Path = Path("data")
+    vector_store_dir: Path = Path("data/chroma")
+    escalations_dir: Path = Path("var/escalations")
+    vector_store_top_k: int = 10
+    embedding_dimension: int = 1152
+
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    voice: VoiceSettings = Field(default_factory=VoiceSettings)
+
+    @model_validator(mode="after")
+    def _production_is_strict(self) -> Settings:
+        if self.app_env != "production":
+            return self
+        if self.secret_key is None or not self.secret_key.get_secret_value():
+            raise ValueError("production needs SECRET_KEY")
+        if self.model_backend == "mock":
+            raise ValueError("production cannot run MODEL_BACKEND=mock")
+        if self.use_mocks:
+            raise ValueError("production cannot run with USE_MOCKS=true")
+        return self
+
+    def path(self, relative: Path) -> Path:
+        """A configured path made absolute against the repository root."""
+        return relative if relative.is_absolute() else REPO_ROOT / relative
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_source = _EnvYamlSource(settings_cls, (init_settings, env_settings, dotenv_settings))
+        return init_settings, env_settings, dotenv_settings, yaml_source
+
+
+class _EnvYamlSource(PydanticBaseSettingsSource):
+    """Reads ``configs/<file of APP_ENV>.yaml``; APP_ENV comes from the higher sources."""
+
+    def __init__(self, settings_cls: type[BaseSettings], higher: tuple[Any, ...]) -> None:
+        super().__init__(settings_cls)
+        self._higher = higher
+
+    def _app_env(self) -> str:
+        for source in self._higher:
+            value = source().get("app_env")
+            if value:
+                return str(value)
+        return "development"
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        app_env = self._app_env()
+        name = ENV_FILES.get(app_env)
+        if name is None:
+            return {"app_env": app_env}  # validation reports the unknown environment
+        data = yaml.safe_load((CONFIG_DIR / name).read_text()) or {}
+        return {key.lower(): value for key, value in data.items()}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, or raise ConfigError with a one-line reason."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        raise ConfigError(f"{where}: {message}" if where != "settings" else message) from None
+
+
+def hub_offline_environment() -> None:
+    """Model libraries must never reach for a hub at run time."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
