@@ -1,0 +1,96 @@
+"""The brain processor: a finished patient turn in, the agent's reply out as streamed text.
+
+It speaks the backend's greeting when the session starts and answers each final
+``TranscriptionFrame``. The reply streams as ``LLMTextFrame`` pieces between
+``LLMFullResponseStart/EndFrame``, like any pipecat LLM service, so the safety processor and
+the TTS downstream work sentence by sentence. An interruption (barge-in, escalation) cancels
+the reply in flight. Errors, timeouts and empty replies become a ``BrainFailedFrame``: the
+safety processor turns that into an escalation, so the agent never falls silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pipecat.frames.frames import (
+    Frame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    StartFrame,
+    TranscriptionFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from agent.backends.base import BrainBackend, BrainRequest, CameraImage, Utterance
+from pipeline.frames import AgentUtteranceFrame, BrainFailedFrame, CameraStillFrame, EscalationFrame
+
+log = logging.getLogger(__name__)
+
+
+class BrainProcessor(FrameProcessor):
+    def __init__(self, backend: BrainBackend, *, first_text_timeout_s: float = 20.0) -> None:
+        super().__init__()
+        self._backend = backend
+        self._timeout_s = first_text_timeout_s
+        self._history: list[Utterance] = []
+        self._latest_image: CameraImage | None = None
+        self._escalated = False
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, StartFrame):
+            await self.push_frame(frame, direction)
+            await self._speak_text(self._backend.greeting())
+            return
+        if isinstance(frame, EscalationFrame) and direction == FrameDirection.UPSTREAM:
+            self._escalated = True
+            return  # the escalation was for us; it already travels downstream
+        if isinstance(frame, AgentUtteranceFrame) and direction == FrameDirection.UPSTREAM:
+            self._history.append(Utterance("agent", frame.text))
+            return
+        if isinstance(frame, CameraStillFrame):
+            self._latest_image = frame.image
+        await self.push_frame(frame, direction)
+        if isinstance(frame, TranscriptionFrame) and frame.finalized and not self._escalated:
+            await self._answer(frame.text)
+
+    async def _speak_text(self, text: str) -> None:
+        await self.push_frame(LLMFullResponseStartFrame())
+        await self.push_frame(LLMTextFrame(text))
+        await self.push_frame(LLMFullResponseEndFrame())
+
+    async def _answer(self, patient_text: str) -> None:
+        request = BrainRequest(
+            patient_text=patient_text,
+            history=list(self._history),
+            images=[self._latest_image] if self._latest_image else [],
+        )
+        self._history.append(Utterance("patient", patient_text))
+        await self.push_frame(LLMFullResponseStartFrame())
+        produced = False
+        failure = ""
+        try:
+            stream = self._backend.reply(request).__aiter__()
+            while True:
+                try:
+                    timeout = self._timeout_s if not produced else self._timeout_s * 2
+                    piece = await asyncio.wait_for(stream.__anext__(), timeout=timeout)
+                except StopAsyncIteration:
+                    break
+                if piece:
+                    produced = produced or bool(piece.strip())
+                    await self.push_frame(LLMTextFrame(piece))
+        except TimeoutError:
+            failure = "the brain timed out"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any backend failure must fail safe
+            log.error("brain backend failed: %s", type(exc).__name__)
+            failure = f"the brain failed ({type(exc).__name__})"
+        if not produced and not failure:
+            failure = "the brain produced no reply"
+        await self.push_frame(LLMFullResponseEndFrame())
+        if failure:
+            await self.push_frame(BrainFailedFrame(reason=failure))

@@ -1,0 +1,93 @@
+"""Assembling one patient session: the processors, in order, around any transport.
+
+    transport in -> Silero VAD -> incremental Whisper -> camera sampler -> brain
+                 -> safety -> Piper TTS -> transport out
+
+The same assembly serves the browser (WebRTC), phone calls (SIP) and replays (files).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADParams
+from pipecat.observers.base_observer import BaseObserver
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.audio.vad_processor import VADProcessor
+from pipecat.processors.frame_processor import FrameProcessor
+from pipecat.services.piper.tts import PiperTTSService
+from pipecat.transports.base_transport import BaseTransport
+
+from agent.backends.base import BrainBackend
+from configs.settings import Settings
+from pipeline.brain import BrainProcessor
+from pipeline.incremental_stt import IncrementalWhisperSTT
+from pipeline.transcriber import shared_transcriber
+
+INPUT_RATE = 16000
+VAD_STOP_S = 0.2
+
+
+@dataclass
+class SessionParts:
+    """The processors of a session between the transport's input and output."""
+
+    processors: list[FrameProcessor]
+    observers: list[BaseObserver] = field(default_factory=list)
+
+
+def make_tts(settings: Settings) -> PiperTTSService:
+    voices = settings.path(settings.voice.piper_voices_dir)
+    return PiperTTSService(
+        download_dir=voices,
+        settings=PiperTTSService.Settings(voice=settings.voice.piper_voice),
+    )
+
+
+def make_vad() -> VADProcessor:
+    return VADProcessor(vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=VAD_STOP_S)))
+
+
+def agent_processors(settings: Settings, backend: BrainBackend) -> list[FrameProcessor]:
+    """Everything after speech has become text: brain, safety, voice."""
+    return [
+        BrainProcessor(backend, first_text_timeout_s=settings.llm.timeout_s),
+        make_tts(settings),
+    ]
+
+
+def patient_session(settings: Settings, backend: BrainBackend) -> list[FrameProcessor]:
+    """The full chain for our pipeline (without the transport)."""
+    transcriber = shared_transcriber(
+        settings.path(settings.models_dir) / f"whisper-{settings.voice.whisper_model_size}",
+        settings.voice.whisper_compute_type,
+        settings.voice.whisper_threads,
+    )
+    stt = IncrementalWhisperSTT(
+        transcriber, turn_stop_s=settings.voice.turn_stop_s, vad_stop_s=VAD_STOP_S
+    )
+    return [make_vad(), stt, *agent_processors(settings, backend)]
+
+
+def make_worker(
+    transport: BaseTransport,
+    processors: list[FrameProcessor],
+    observers: list[BaseObserver] | None = None,
+    *,
+    output_rate: int = 24000,
+    idle_timeout_s: float | None = 300.0,
+) -> PipelineWorker:
+    pipeline = Pipeline([transport.input(), *processors, transport.output()])
+    return PipelineWorker(
+        pipeline,
+        params=PipelineParams(audio_in_sample_rate=INPUT_RATE, audio_out_sample_rate=output_rate),
+        observers=observers or [],
+        idle_timeout_secs=idle_timeout_s,
+    )
+
+
+def whisper_dir(settings: Settings) -> Path:
+    return settings.path(settings.models_dir) / f"whisper-{settings.voice.whisper_model_size}"
