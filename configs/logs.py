@@ -57,9 +57,7 @@ def make_handler(
 
 def _forward_loguru(message: object) -> None:
     record = message.record  # type: ignore[attr-defined]
-    logging.getLogger(record["name"] or "pipecat").log(
-        record["level"].no, "%s", record["message"]
-    )
+    logging.getLogger(record["name"] or "pipecat").log(record["level"].no, "%s", record["message"])
 
 
 def setup_logging(

@@ -20,6 +20,7 @@ from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.services.piper.tts import PiperTTSService
 from pipecat.transports.base_transport import BaseTransport
+from pipecat.workers.runner import WorkerRunner
 
 from agent.backends.base import BrainBackend
 from configs.settings import Settings
@@ -66,9 +67,7 @@ def patient_session(settings: Settings, backend: BrainBackend) -> list[FrameProc
         settings.voice.whisper_compute_type,
         settings.voice.whisper_threads,
     )
-    stt = IncrementalWhisperSTT(
-        transcriber, turn_stop_s=settings.voice.turn_stop_s, vad_stop_s=VAD_STOP_S
-    )
+    stt = IncrementalWhisperSTT(transcriber, turn_stop_s=settings.voice.turn_stop_s, vad_stop_s=VAD_STOP_S)
     return [make_vad(), stt, *agent_processors(settings, backend)]
 
 
@@ -91,3 +90,10 @@ def make_worker(
 
 def whisper_dir(settings: Settings) -> Path:
     return settings.path(settings.models_dir) / f"whisper-{settings.voice.whisper_model_size}"
+
+
+async def run_worker(worker: PipelineWorker) -> None:
+    """Run one session's worker until it ends (its own runner: sessions are independent)."""
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    await runner.run()

@@ -41,6 +41,10 @@ class Transcriber:
             )
             return " ".join(s.text.strip() for s in segments).strip()
 
+    def warm_up(self) -> None:
+        """The first call is slow (allocations); pay it before the first patient does."""
+        self.transcribe(np.zeros(self.sample_rate, dtype=np.int16))
+
     async def transcribe_async(self, samples: np.ndarray, prompt: str = "") -> str:
         return await asyncio.to_thread(self.transcribe, samples, prompt)
 

@@ -67,8 +67,7 @@ def _silero(target: Path) -> None:
     import silero_vad
 
     target.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(silero_vad.__file__).parent / "data" / "silero_vad.onnx",
-                    target / "silero_vad.onnx")
+    shutil.copyfile(Path(silero_vad.__file__).parent / "data" / "silero_vad.onnx", target / "silero_vad.onnx")
 
 
 MODELS: dict[str, tuple[Callable[[Path], None], str]] = {

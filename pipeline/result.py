@@ -1,0 +1,83 @@
+"""Turning a replayed session's timeline and transcript events into ``result.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from media.file_transport import ReplayTimeline
+from pipeline.observers import TranscriptEvent
+
+BURST_GAP_S = 0.5
+
+
+def _agent_span(timeline: ReplayTimeline, start_after: float, before: float) -> tuple[float, float] | None:
+    """The first burst of agent audio between two times (session seconds)."""
+    rate = timeline.agent_rate or 16000
+    start = end = None
+    for at, piece in timeline.agent_audio:
+        if at < start_after or at >= before:
+            continue
+        if start is None:
+            start, end = at, at + piece.size / rate
+        elif at - end > BURST_GAP_S:
+            break
+        else:
+            end = at + piece.size / rate
+    return (start, end) if start is not None and end is not None else None
+
+
+def build_result(backend: str, timeline: ReplayTimeline, events: list[TranscriptEvent]) -> dict[str, Any]:
+    t0 = timeline.t0
+    played = timeline.patient_turns
+    turns: list[dict[str, Any]] = []
+
+    patient_texts: list[list[str]] = [[] for _ in played]
+    for event in (e for e in events if e.kind == "patient"):
+        at = event.at - t0
+        candidates = [i for i, p in enumerate(played) if p.speech_start_s <= at]
+        if candidates:
+            patient_texts[candidates[-1]].append(event.text)
+    for turn, texts in zip(played, patient_texts, strict=True):
+        turns.append(
+            {
+                "role": "patient",
+                "text": " ".join(texts),
+                "start_s": round(turn.speech_start_s, 3),
+                "end_s": round(turn.speech_end_s, 3),
+                "disclaimer": False,
+            }
+        )
+
+    agent_events = [e for e in events if e.kind == "agent"]
+    for index, event in enumerate(agent_events):
+        begin = event.started_at - t0 if event.started_at else event.at - t0
+        limit = agent_events[index + 1].started_at - t0 if index + 1 < len(agent_events) else 1e9
+        span = _agent_span(timeline, begin - 0.05, limit)
+        start_s, end_s = span if span else (begin, begin)
+        turns.append(
+            {
+                "role": "agent",
+                "text": event.text,
+                "start_s": round(start_s, 3),
+                "end_s": round(end_s, 3),
+                "disclaimer": event.disclaimer,
+            }
+        )
+    turns.sort(key=lambda t: t["start_s"])
+
+    latency_ms = []
+    for index, turn in enumerate(played):
+        next_start = played[index + 1].start_s if index + 1 < len(played) else 1e9
+        span = _agent_span(timeline, turn.speech_end_s, next_start)
+        if span is not None:
+            latency_ms.append(round((span[0] - turn.speech_end_s) * 1000, 1))
+
+    escalation = None
+    first = next((e for e in events if e.kind == "escalation"), None)
+    if first is not None:
+        escalation = {
+            "level": first.level,
+            "reason": "; ".join(first.reasons),
+            "at_s": round(first.at - t0, 3),
+        }
+    return {"backend": backend, "turns": turns, "escalation": escalation, "latency_ms": latency_ms}

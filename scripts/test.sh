@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up everything the tests need (Python packages, Debian's chromium, the models) and run the
+# whole suite. CI (.ci/run) calls exactly this. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { printf '\033[1m[test]\033[0m %s\n' "$*"; }
+
+bash scripts/setup.sh --test
+
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    say "installing Debian packages for the browser tests: ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    say "missing ${need[*]}: install them (sudo apt-get install ${need[*]}) for the browser tests" >&2
+    exit 1
+  fi
+fi
+
+say "ruff"
+.venv/bin/ruff check .
+say "pytest"
+exec .venv/bin/python -m pytest "$@"

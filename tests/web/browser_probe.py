@@ -1,0 +1,139 @@
+"""Run the server and a headless Chromium patient together, on loopback only.
+
+Run inside a private network namespace (``unshare -n``): the test does that. The fake
+microphone plays ``--speech``; the script writes what the page showed and heard as JSON.
+Usage: python tests/web/browser_probe.py --speech WAV --out JSON [--seconds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import aioice.ice
+import httpx
+import uvicorn
+
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+    "--allow-loopback-in-peer-connection",
+]
+
+# Measures the loudness of the audio the page receives from the agent.
+LISTEN_JS = """
+() => {
+  window.__heard = {max: 0, loudFrames: 0};
+  const attach = () => {
+    const el = document.getElementById('agent-audio');
+    if (!el.srcObject) { setTimeout(attach, 100); return; }
+    const ctx = new AudioContext();
+    const src = ctx.createMediaStreamSource(el.srcObject);
+    const an = ctx.createAnalyser(); an.fftSize = 2048; src.connect(an);
+    const buf = new Float32Array(an.fftSize);
+    setInterval(() => {
+      an.getFloatTimeDomainData(buf);
+      let s = 0; for (const v of buf) s += v * v;
+      const rms = Math.sqrt(s / buf.length);
+      window.__heard.max = Math.max(window.__heard.max, rms);
+      if (rms > 0.01) window.__heard.loudFrames += 1;
+    }, 50);
+  };
+  attach();
+}
+"""
+
+
+def _loopback_only() -> None:
+    """aioice would offer the machine's own addresses; in the namespace only 127.0.0.1 exists."""
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def probe(speech: Path, seconds: float, out: Path) -> None:
+    from playwright.async_api import async_playwright
+
+    from configs.logs import setup_logging
+    from configs.settings import hub_offline_environment, load_settings
+    from web.app import create_app
+
+    hub_offline_environment()
+    _loopback_only()
+    port = _free_port()
+    settings = load_settings(host="127.0.0.1", port=port)
+    setup_logging("INFO", "text")
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    serving = asyncio.create_task(server.serve())
+    for _ in range(600):  # the server loads the speech models first: at most 30 s
+        if server.started:
+            break
+        await asyncio.sleep(0.05)  # noqa: ASYNC110 - uvicorn exposes no event for this
+
+    result: dict = {"port": port}
+    with tempfile.TemporaryDirectory() as profile:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch_persistent_context(
+                profile,
+                executable_path="/usr/bin/chromium",
+                args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={speech}"],
+            )
+            page = await browser.new_page()
+            await page.goto(f"http://127.0.0.1:{port}/?processing=off")
+            await page.click("#start")
+            await page.evaluate(LISTEN_JS)
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+                patient = await page.locator("#captions li.patient:not(.interim)").count()
+                agent = await page.locator("#captions li.agent").count()
+                if patient >= 1 and agent >= 2:
+                    await asyncio.sleep(3.0)  # let the reply play
+                    break
+            result["state"] = await page.locator("#state").inner_text()
+            result["captions"] = await page.evaluate(
+                "() => [...document.querySelectorAll('#captions li')].map(li => "
+                "({cls: li.className, text: li.querySelector('.text').textContent}))"
+            )
+            result["heard"] = await page.evaluate("() => window.__heard")
+            result["error"] = await page.locator("#error").inner_text()
+            await browser.close()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        result["metrics"] = (await client.get("/metrics")).text
+    server.should_exit = True
+    await asyncio.wait_for(serving, timeout=15)
+    out.write_text(json.dumps(result, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--speech", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seconds", type=float, default=40.0)
+    args = parser.parse_args()
+    asyncio.run(probe(args.speech.resolve(), args.seconds, args.out))
+
+
+if __name__ == "__main__":
+    main()

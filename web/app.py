@@ -1,0 +1,84 @@
+"""The Starlette app: the patient page, WebRTC signalling, health and metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from agent.backends import create_backend
+from configs.settings import Settings
+from pipeline.session import whisper_dir
+from pipeline.transcriber import shared_transcriber
+from web.webrtc_sessions import WebRTCSessions
+
+STATIC = Path(__file__).parent / "static"
+log = logging.getLogger(__name__)
+
+
+def app_version() -> str:
+    try:
+        return version("patient-advocacy-agent")
+    except PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+def create_app(settings: Settings) -> Starlette:
+    create_backend(settings)  # fail at start-up, not at the first patient, if it cannot be built
+    sessions = WebRTCSessions(settings, lambda: create_backend(settings))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        transcriber = shared_transcriber(
+            whisper_dir(settings), settings.voice.whisper_compute_type, settings.voice.whisper_threads
+        )
+        transcriber.warm_up()
+        log.info("server ready: env=%s backend=%s", settings.app_env, settings.model_backend)
+        yield
+        await sessions.close()
+
+    async def index(_request: Request) -> Response:
+        return FileResponse(STATIC / "index.html")
+
+    async def offer(request: Request) -> Response:
+        try:
+            body = await request.json()
+            sdp, sdp_type = body["sdp"], body["type"]
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"error": "expected JSON with 'sdp' and 'type'"}, status_code=400)
+        answer = await sessions.answer(sdp, sdp_type, body.get("pc_id"))
+        return JSONResponse(answer)
+
+    async def health(_request: Request) -> Response:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "env": settings.app_env,
+                "version": app_version(),
+                "backend": settings.model_backend,
+                "active_sessions": len(sessions),
+            }
+        )
+
+    async def metrics(_request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/api/offer", offer, methods=["POST"]),
+            Route("/health", health),
+            Route("/metrics", metrics),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,171 @@
+// The patient page: microphone + camera to the agent over WebRTC, captions from its data channel.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  start: $("start"), mute: $("mute"), stop: $("stop"), state: $("state"), error: $("error"),
+  escalation: $("escalation"), preview: $("preview"), audio: $("agent-audio"), captions: $("captions"),
+};
+const params = new URLSearchParams(location.search);
+// Tests feed a recorded voice as the microphone: browser voice processing would distort it.
+const processing = params.get("processing") !== "off";
+
+let pc = null;
+let stream = null;
+let interim = null;   // the patient's caption being written
+let agentLine = null; // the agent's caption being written
+
+function setState(state, label) {
+  ui.state.dataset.state = state;
+  ui.state.textContent = label;
+}
+
+function showError(message) {
+  ui.error.textContent = message;
+  ui.error.hidden = !message;
+}
+
+function addCaption(who, text, cls) {
+  const li = document.createElement("li");
+  li.className = cls;
+  const name = document.createElement("span");
+  name.className = "who";
+  name.textContent = who === "patient" ? "You:" : "Assistant:";
+  const body = document.createElement("span");
+  body.className = "text";
+  body.textContent = text;
+  li.append(name, body);
+  ui.captions.append(li);
+  li.scrollIntoView({ block: "end" });
+  return li;
+}
+
+function onPatientText(text, final) {
+  if (!text) return;
+  if (!interim) interim = addCaption("patient", text, "patient interim");
+  interim.querySelector(".text").textContent = text;
+  if (final) { interim.className = "patient"; interim = null; agentLine = null; }
+}
+
+function onAgentText(text) {
+  if (!text) return;
+  if (!agentLine) agentLine = addCaption("agent", text, "agent");
+  else agentLine.querySelector(".text").textContent += " " + text;
+}
+
+function onMessage(event) {
+  let msg;
+  try { msg = JSON.parse(event.data); } catch { return; }
+  if (msg.label !== "rtvi-ai") return;
+  const data = msg.data || {};
+  switch (msg.type) {
+    case "user-transcription": onPatientText(data.text, data.final); break;
+    case "bot-output": if (data.spoken !== false) onAgentText(data.text); break;
+    case "bot-started-speaking": break;
+    case "bot-stopped-speaking": agentLine = null; break;
+    case "server-message": onServerMessage(data); break;
+  }
+}
+
+function onServerMessage(data) {
+  if (data && data.type === "escalation") {
+    ui.escalation.textContent = data.message;
+    ui.escalation.hidden = false;
+  }
+}
+
+async function getMedia() {
+  const audio = processing ? true : { echoCancellation: false, noiseSuppression: false, autoGainControl: false };
+  try {
+    return await navigator.mediaDevices.getUserMedia({ audio, video: { width: 640, height: 480 } });
+  } catch (err) {
+    if (err.name === "NotFoundError" || err.name === "OverconstrainedError") {
+      // No camera: the agent can still listen.
+      return await navigator.mediaDevices.getUserMedia({ audio });
+    }
+    throw err;
+  }
+}
+
+function waitForIce(peer) {
+  // aiortc has no trickle ICE: send the offer once gathering is complete.
+  if (peer.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const check = () => { if (peer.iceGatheringState === "complete") resolve(); };
+    peer.addEventListener("icegatheringstatechange", check);
+    setTimeout(resolve, 3000);
+  });
+}
+
+async function start() {
+  showError("");
+  ui.start.disabled = true;
+  setState("connecting", "Asking for the microphone…");
+  try {
+    stream = await getMedia();
+  } catch (err) {
+    ui.start.disabled = false;
+    setState("failed", "Microphone blocked");
+    showError(err.name === "NotAllowedError"
+      ? "The microphone was denied. Allow microphone (and camera) access for this page in your browser's site settings, then press Start talking again."
+      : `The microphone could not be opened (${err.name}). Check that one is connected and not used by another app.`);
+    return;
+  }
+  ui.preview.srcObject = stream;
+  setState("connecting", "Connecting…");
+
+  pc = new RTCPeerConnection({ iceServers: [] });
+  const dc = pc.createDataChannel("messages", { ordered: true });
+  dc.addEventListener("message", onMessage);
+  dc.addEventListener("open", () => dc.send(JSON.stringify(
+    { label: "rtvi-ai", type: "client-ready", id: String(Date.now()), data: { version: "1.0.0", about: { library: "patient-page" } } })));
+
+  const audioTrack = stream.getAudioTracks()[0];
+  const videoTrack = stream.getVideoTracks()[0];
+  pc.addTransceiver(audioTrack, { direction: "sendrecv" });
+  if (videoTrack) pc.addTransceiver(videoTrack, { direction: "sendrecv" });
+  else pc.addTransceiver("video", { direction: "sendrecv" });
+  pc.addTransceiver("video", { direction: "sendrecv" }); // screen share slot the server expects
+
+  pc.addEventListener("track", (e) => { if (e.track.kind === "audio") ui.audio.srcObject = new MediaStream([e.track]); });
+  pc.addEventListener("connectionstatechange", () => {
+    const s = pc ? pc.connectionState : "closed";
+    if (s === "connected") { setState("connected", "Connected: speak whenever you are ready"); ui.mute.disabled = false; ui.stop.disabled = false; }
+    if (s === "disconnected" || s === "failed") {
+      setState(s, "Connection lost");
+      showError("The connection to the assistant dropped. Check your internet connection and press Start talking to reconnect.");
+      teardown();
+    }
+  });
+
+  await pc.setLocalDescription(await pc.createOffer());
+  await waitForIce(pc);
+  try {
+    const res = await fetch("/api/offer", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type }),
+    });
+    if (!res.ok) throw new Error(`server answered ${res.status}`);
+    await pc.setRemoteDescription(await res.json());
+  } catch (err) {
+    setState("failed", "Could not connect");
+    showError(`The assistant could not be reached (${err.message}). Please try again in a moment.`);
+    teardown();
+  }
+}
+
+function teardown() {
+  if (pc) { pc.close(); pc = null; }
+  if (stream) { stream.getTracks().forEach((t) => t.stop()); stream = null; }
+  ui.start.disabled = false; ui.mute.disabled = true; ui.stop.disabled = true;
+}
+
+ui.start.addEventListener("click", start);
+ui.stop.addEventListener("click", () => { teardown(); setState("closed", "Ended"); });
+ui.mute.addEventListener("click", () => {
+  const track = stream && stream.getAudioTracks()[0];
+  if (!track) return;
+  track.enabled = !track.enabled;
+  ui.mute.setAttribute("aria-pressed", String(!track.enabled));
+  ui.mute.textContent = track.enabled ? "Mute microphone" : "Unmute microphone";
+});
