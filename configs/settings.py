@@ -52,12 +52,10 @@ class VoiceSettings(BaseModel):
     piper_voice: str = "en_US-joe-medium"
     google_cloud_project: str | None = None
     google_application_credentials: Path | None = None
-    # Silence that ends the patient's turn; the transcription of the turn starts before it.
-    turn_stop_s: float = 0.6
-    # A pause this long starts a speculative transcription of the turn so far.
-    speculate_after_s: float = 0.2
-    # Speaking over the agent for this long interrupts it (barge-in).
-    barge_in_s: float = 0.2
+    # Silence that ends the patient's turn when the end-of-turn model hears a finished
+    # utterance, and when it does not (a pause mid-thought). Transcription starts before either.
+    complete_stop_s: float = 0.35
+    turn_stop_s: float = 1.0
 
 
 class Settings(BaseSettings):

@@ -1,25 +1,31 @@
 """Speech to text that works while the patient is still talking.
 
-Whisper's cost per call is mostly fixed (the encoder always runs on a 30 s window), so
-calling it more often does not help. What helps is *when* it runs:
+Whisper is transcribing before the turn is over, so that little is left to do when it ends:
 
 * at every short pause (the VAD's stop, ~0.2 s of silence) the phrase since the last pause
   is transcribed at once, in the background;
-* if the patient goes on, that phrase is committed and shown as an interim caption;
-* if the silence lasts ``turn_stop_s`` the turn is over, and its text is the committed
-  phrases plus the last one, which has been transcribing since the pause began.
+* if the patient goes on, that phrase is committed (and shown as an interim caption) and
+  the next pass covers only the new phrase;
+* meanwhile the end-of-turn model (Smart Turn v3) listens to the turn so far: if it hears
+  a finished utterance the turn ends after ``complete_stop_s`` of silence, otherwise after
+  ``turn_stop_s`` -- a patient who pauses mid-thought is not cut off.
 
-So when the turn ends only the tail of the last pass is left to wait for. The processor also
-owns the patient's turn: it announces the turn start (interrupting the agent if it is
-speaking: barge-in) and the turn end, with the final ``TranscriptionFrame`` just before.
+The turn's text is the committed phrases plus the last pass, which has been running since
+the pause began. The processor owns the patient's turn: it announces its start (and
+interrupts the agent if it is speaking: barge-in) and its end, the final
+``TranscriptionFrame`` just before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections import deque
+from typing import Protocol
 
 import numpy as np
+from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer, EndOfTurnState
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
@@ -37,9 +43,14 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.utils.time import time_now_iso8601
 
-from pipeline.transcriber import Transcriber
-
 PATIENT = "patient"
+log = logging.getLogger(__name__)
+
+
+class SpeechToText(Protocol):
+    sample_rate: int
+
+    async def transcribe_async(self, samples: np.ndarray, prompt: str = "") -> str: ...
 
 
 class IncrementalWhisperSTT(FrameProcessor):
@@ -47,9 +58,11 @@ class IncrementalWhisperSTT(FrameProcessor):
 
     def __init__(
         self,
-        transcriber: Transcriber,
+        transcriber: SpeechToText,
         *,
-        turn_stop_s: float = 0.6,
+        end_of_turn: BaseTurnAnalyzer | None = None,
+        turn_stop_s: float = 1.0,
+        complete_stop_s: float = 0.35,
         vad_stop_s: float = 0.2,
         pre_roll_s: float = 0.5,
         min_speech_s: float = 0.25,
@@ -58,10 +71,14 @@ class IncrementalWhisperSTT(FrameProcessor):
         super().__init__()
         self._transcriber = transcriber
         self._rate = transcriber.sample_rate
-        self._turn_wait_s = max(0.0, turn_stop_s - vad_stop_s)
+        self._end_of_turn = end_of_turn
+        if end_of_turn is not None:
+            end_of_turn.set_sample_rate(self._rate)
+        self._unsure_wait_s = max(0.0, turn_stop_s - vad_stop_s)
+        self._complete_wait_s = max(0.0, complete_stop_s - vad_stop_s)
         self._pre_roll: deque[bytes] = deque(maxlen=max(1, int(pre_roll_s / 0.02)))
-        self._min_speech_samples = int(min_speech_s * self._rate)
-        self._max_phrase_samples = int(max_phrase_s * self._rate)
+        self._min_speech_bytes = 2 * int(min_speech_s * self._rate)
+        self._max_phrase_bytes = 2 * int(max_phrase_s * self._rate)
         self._bot_speaking = False
         self._reset_turn()
 
@@ -76,11 +93,11 @@ class IncrementalWhisperSTT(FrameProcessor):
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         if isinstance(frame, InputAudioRawFrame):
-            await self._on_audio(frame)
+            self._on_audio(frame)
         elif isinstance(frame, VADUserStartedSpeakingFrame):
             await self._on_speech_started()
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
-            await self._on_speech_paused()
+            self._on_speech_paused()
         elif isinstance(frame, BotStartedSpeakingFrame):
             self._bot_speaking = True
         elif isinstance(frame, BotStoppedSpeakingFrame):
@@ -89,15 +106,17 @@ class IncrementalWhisperSTT(FrameProcessor):
             await self._abandon_turn()
         await self.push_frame(frame, direction)
 
-    async def _on_audio(self, frame: InputAudioRawFrame) -> None:
+    def _on_audio(self, frame: InputAudioRawFrame) -> None:
         if frame.sample_rate != self._rate or frame.num_channels != 1:
-            raise ValueError(f"IncrementalWhisperSTT needs 16 kHz mono, got {frame.sample_rate} Hz")
-        if self._in_turn:
-            self._audio.extend(frame.audio)
-            if self._speaking and len(self._audio) - self._phrase_start > 2 * self._max_phrase_samples:
-                self._start_pass()  # a very long phrase: transcribe it before Whisper's window fills
-        else:
+            raise ValueError(f"IncrementalWhisperSTT needs {self._rate} Hz mono, got {frame.sample_rate} Hz")
+        if self._end_of_turn is not None:
+            self._end_of_turn.append_audio(frame.audio, self._speaking)
+        if not self._in_turn:
             self._pre_roll.append(frame.audio)
+            return
+        self._audio.extend(frame.audio)
+        if self._speaking and len(self._audio) - self._phrase_start > self._max_phrase_bytes:
+            self._start_pass()  # a very long phrase: transcribe it before Whisper's window fills
 
     async def _on_speech_started(self) -> None:
         self._speaking = True
@@ -115,7 +134,7 @@ class IncrementalWhisperSTT(FrameProcessor):
             await self.broadcast_interruption()  # barge-in: the agent stops at once
         await self.broadcast_frame(UserStartedSpeakingFrame)
 
-    async def _on_speech_paused(self) -> None:
+    def _on_speech_paused(self) -> None:
         if not self._in_turn:
             return
         self._speaking = False
@@ -125,7 +144,7 @@ class IncrementalWhisperSTT(FrameProcessor):
     def _start_pass(self) -> None:
         """Transcribe the phrase since the last pass, chained after the passes before it."""
         end = len(self._audio)
-        if (end - self._phrase_start) // 2 < self._min_speech_samples:
+        if end - self._phrase_start < self._min_speech_bytes:
             return  # too short to be a phrase; it stays in the next one
         phrase = np.frombuffer(bytes(self._audio[self._phrase_start : end]), dtype=np.int16)
         self._phrase_start = end
@@ -138,18 +157,32 @@ class IncrementalWhisperSTT(FrameProcessor):
         return f"{prompt} {text}".strip()
 
     async def _push_interim(self) -> None:
-        done = [task for task in self._passes if task.done()]
-        if done and not done[-1].cancelled():
-            text = done[-1].result()
-            if text:
-                await self.push_frame(
-                    InterimTranscriptionFrame(text=text, user_id=PATIENT, timestamp=time_now_iso8601())
-                )
+        done = [task for task in self._passes if task.done() and not task.cancelled()]
+        if done and done[-1].result():
+            frame = InterimTranscriptionFrame(
+                text=done[-1].result(), user_id=PATIENT, timestamp=time_now_iso8601()
+            )
+            await self.push_frame(frame)
 
     async def _end_turn_after_silence(self) -> None:
-        await asyncio.sleep(self._turn_wait_s)
+        paused_at = time.monotonic()
+        wait = self._unsure_wait_s
+        state = None
+        if self._end_of_turn is not None:
+            state, _metrics = await self._end_of_turn.analyze_end_of_turn()
+            if state == EndOfTurnState.COMPLETE:
+                wait = self._complete_wait_s
+        await asyncio.sleep(max(0.0, paused_at + wait - time.monotonic()))
         text = await self._passes[-1] if self._passes else ""
+        log.debug(
+            "patient turn ended %.0f ms after the pause (end of turn: %s, %d passes)",
+            (time.monotonic() - paused_at) * 1000,
+            state.name if state else "timer",
+            len(self._passes),
+        )
         self._reset_turn()
+        if self._end_of_turn is not None:
+            self._end_of_turn.clear()
         if text:
             frame = TranscriptionFrame(
                 text=text, user_id=PATIENT, timestamp=time_now_iso8601(), finalized=True

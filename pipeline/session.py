@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.observers.base_observer import BaseObserver
@@ -67,7 +68,13 @@ def patient_session(settings: Settings, backend: BrainBackend) -> list[FrameProc
         settings.voice.whisper_compute_type,
         settings.voice.whisper_threads,
     )
-    stt = IncrementalWhisperSTT(transcriber, turn_stop_s=settings.voice.turn_stop_s, vad_stop_s=VAD_STOP_S)
+    stt = IncrementalWhisperSTT(
+        transcriber,
+        end_of_turn=LocalSmartTurnAnalyzerV3(),
+        turn_stop_s=settings.voice.turn_stop_s,
+        complete_stop_s=settings.voice.complete_stop_s,
+        vad_stop_s=VAD_STOP_S,
+    )
     return [make_vad(), stt, *agent_processors(settings, backend)]
 
 

@@ -1,0 +1,85 @@
+"""The brain processor: greets, streams replies, and fails safe."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from pipecat.frames.frames import (
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    TranscriptionFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection
+from pipecat.tests.utils import SleepFrame, run_test
+
+from agent.backends.base import BrainBackend, BrainRequest
+from pipeline.brain import BrainProcessor
+from pipeline.frames import BrainFailedFrame, EscalationFrame
+
+
+class ScriptedBackend(BrainBackend):
+    name = "scripted"
+
+    def __init__(self, pieces: list[str], *, fail: bool = False, delay_s: float = 0.0) -> None:
+        self.pieces, self.fail, self.delay_s = pieces, fail, delay_s
+        self.requests: list[BrainRequest] = []
+
+    def greeting(self) -> str:
+        return "Hello, I am the intake assistant."
+
+    async def reply(self, request: BrainRequest) -> AsyncIterator[str]:
+        self.requests.append(request)
+        await asyncio.sleep(self.delay_s)
+        if self.fail:
+            raise RuntimeError("model crashed")
+        for piece in self.pieces:
+            yield piece
+
+
+def patient(text: str) -> TranscriptionFrame:
+    return TranscriptionFrame(text=text, user_id="patient", timestamp="", finalized=True)
+
+
+def texts(frames) -> list[str]:
+    return [f.text for f in frames if isinstance(f, LLMTextFrame)]
+
+
+async def test_greets_when_the_session_starts_and_streams_each_reply() -> None:
+    backend = ScriptedBackend(["Where on your body ", "is it?"])
+    down, _ = await run_test(BrainProcessor(backend), frames_to_send=[patient("I have a rash.")])
+    assert texts(down) == ["Hello, I am the intake assistant.", "Where on your body ", "is it?"]
+    assert sum(isinstance(f, LLMFullResponseStartFrame) for f in down) == 2
+    assert sum(isinstance(f, LLMFullResponseEndFrame) for f in down) == 2
+    assert backend.requests[0].patient_text == "I have a rash."
+
+
+async def test_a_crashing_backend_becomes_a_failure_frame_not_silence() -> None:
+    down, _ = await run_test(BrainProcessor(ScriptedBackend([], fail=True)), frames_to_send=[patient("hi")])
+    failures = [f for f in down if isinstance(f, BrainFailedFrame)]
+    assert len(failures) == 1 and "RuntimeError" in failures[0].reason
+
+
+async def test_a_backend_that_hangs_times_out_into_a_failure() -> None:
+    brain = BrainProcessor(ScriptedBackend(["late"], delay_s=5), first_text_timeout_s=0.2)
+    down, _ = await run_test(brain, frames_to_send=[patient("hi"), SleepFrame(sleep=0.4)])
+    assert [f.reason for f in down if isinstance(f, BrainFailedFrame)] == ["the brain timed out"]
+
+
+async def test_an_empty_reply_is_a_failure() -> None:
+    down, _ = await run_test(BrainProcessor(ScriptedBackend(["", "  "])), frames_to_send=[patient("hi")])
+    assert [f.reason for f in down if isinstance(f, BrainFailedFrame)] == ["the brain produced no reply"]
+
+
+async def test_after_an_escalation_the_brain_gives_no_further_assessment() -> None:
+    backend = ScriptedBackend(["It looks like eczema."])
+    brain = BrainProcessor(backend)
+    await run_test(
+        brain,
+        frames_to_send=[EscalationFrame(level="urgent", reasons=["bleeding mole"])],
+        frames_to_send_direction=FrameDirection.UPSTREAM,
+    )
+    down, _ = await run_test(brain, frames_to_send=[patient("Is it serious?")], ignore_start=True)
+    assert backend.requests == []
+    assert "It looks like eczema." not in texts(down)

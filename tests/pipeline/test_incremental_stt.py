@@ -1,0 +1,130 @@
+"""The incremental transcriber: phrases transcribed at pauses, turns ended on silence, barge-in."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    InputAudioRawFrame,
+    InterimTranscriptionFrame,
+    InterruptionFrame,
+    TranscriptionFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.tests.utils import SleepFrame, run_test
+
+from pipeline.incremental_stt import IncrementalWhisperSTT
+
+
+class FakeTranscriber:
+    """Answers each call with the next scripted phrase after ``delay_s``; records the calls."""
+
+    sample_rate = 16000
+
+    def __init__(self, phrases: list[str], delay_s: float = 0.1) -> None:
+        self._phrases = list(phrases)
+        self.delay_s = delay_s
+        self.calls: list[tuple[float, int, str]] = []  # (started at, samples, prompt)
+
+    async def transcribe_async(self, samples: np.ndarray, prompt: str = "") -> str:
+        self.calls.append((time.monotonic(), samples.size, prompt))
+        await asyncio.sleep(self.delay_s)
+        return self._phrases.pop(0)
+
+
+def speech(seconds: float) -> list[InputAudioRawFrame]:
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(int(seconds / 0.02)):
+        chunk = (rng.standard_normal(320) * 3000).astype(np.int16)
+        frames.append(InputAudioRawFrame(audio=chunk.tobytes(), sample_rate=16000, num_channels=1))
+    return frames
+
+
+def of_type(frames, kind):
+    return [f for f in frames if isinstance(f, kind)]
+
+
+async def test_a_turn_is_transcribed_during_the_end_of_turn_wait() -> None:
+    # The pass takes 0.3 s and the turn ends 0.4 s after the VAD's stop. A pass started only
+    # at the end of the turn would finish at 0.7 s: after the EndFrame at 0.55 s.
+    fake = FakeTranscriber(["I have a rash on my arm."], delay_s=0.3)
+    stt = IncrementalWhisperSTT(fake, turn_stop_s=0.6, vad_stop_s=0.2)
+    down, _ = await run_test(
+        stt,
+        frames_to_send=[
+            VADUserStartedSpeakingFrame(),
+            *speech(1.0),
+            VADUserStoppedSpeakingFrame(),
+            SleepFrame(sleep=0.55),
+        ],
+    )
+    finals = of_type(down, TranscriptionFrame)
+    assert [f.text for f in finals] == ["I have a rash on my arm."]
+    assert finals[0].finalized
+    kinds = [
+        type(f)
+        for f in down
+        if isinstance(f, (UserStartedSpeakingFrame, TranscriptionFrame, UserStoppedSpeakingFrame))
+    ]
+    assert kinds == [UserStartedSpeakingFrame, TranscriptionFrame, UserStoppedSpeakingFrame]
+    assert len(fake.calls) == 1
+
+
+async def test_phrases_before_a_pause_are_committed_and_shown_while_the_patient_goes_on() -> None:
+    fake = FakeTranscriber(["It started on my back", "about three weeks ago."], delay_s=0.05)
+    stt = IncrementalWhisperSTT(fake, turn_stop_s=0.6, vad_stop_s=0.2)
+    down, _ = await run_test(
+        stt,
+        frames_to_send=[
+            VADUserStartedSpeakingFrame(),
+            *speech(0.8),
+            VADUserStoppedSpeakingFrame(),
+            SleepFrame(sleep=0.2),  # a short pause, shorter than the end of turn
+            VADUserStartedSpeakingFrame(),
+            *speech(0.8),
+            VADUserStoppedSpeakingFrame(),
+            SleepFrame(sleep=0.8),
+        ],
+    )
+    assert [f.text for f in of_type(down, InterimTranscriptionFrame)] == ["It started on my back"]
+    assert [f.text for f in of_type(down, TranscriptionFrame)] == [
+        "It started on my back about three weeks ago."
+    ]
+    # The second pass covers only the new phrase and knows what came before.
+    assert len(fake.calls) == 2
+    assert fake.calls[1][2] == "It started on my back"
+    assert fake.calls[1][1] < 1.2 * 16000
+    assert len(of_type(down, UserStartedSpeakingFrame)) == 1
+
+
+async def test_speaking_over_the_agent_interrupts_it() -> None:
+    fake = FakeTranscriber(["Wait, sorry."])
+    stt = IncrementalWhisperSTT(fake)
+    down, up = await run_test(
+        stt,
+        frames_to_send=[BotStartedSpeakingFrame(), VADUserStartedSpeakingFrame(), *speech(0.5)],
+    )
+    assert of_type(down, InterruptionFrame) and of_type(up, InterruptionFrame)
+
+
+async def test_a_click_is_not_a_turn() -> None:
+    fake = FakeTranscriber([])
+    stt = IncrementalWhisperSTT(fake, min_speech_s=0.25)
+    down, _ = await run_test(
+        stt,
+        frames_to_send=[
+            InputAudioRawFrame(audio=bytes(640), sample_rate=16000, num_channels=1),
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(),
+            SleepFrame(sleep=0.6),
+        ],
+    )
+    assert fake.calls == []
+    assert of_type(down, TranscriptionFrame) == []

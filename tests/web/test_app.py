@@ -1,0 +1,41 @@
+"""The server's own endpoints, through the ASGI app."""
+
+from __future__ import annotations
+
+from starlette.testclient import TestClient
+
+from configs.settings import Settings
+from web.app import create_app
+
+
+def test_health_says_ok_with_environment_and_version(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as client:
+        body = client.get("/health").json()
+    assert body["status"] == "ok"
+    assert body["env"] == "development"
+    assert body["version"] == "0.1.0"
+
+
+def test_metrics_expose_latency_histogram_and_active_sessions(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "voice_to_voice_latency_seconds_bucket" in response.text
+    assert "active_sessions" in response.text
+
+
+def test_the_patient_page_has_the_controls_and_the_disclaimer(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as client:
+        page = client.get("/").text
+        script = client.get("/static/app.js")
+    for element in ('id="start"', 'id="mute"', 'id="preview"', 'id="captions"', 'id="state"'):
+        assert element in page
+    assert "not a diagnosis" in page
+    assert script.status_code == 200 and "getUserMedia" in script.text
+
+
+def test_a_malformed_offer_is_refused_with_a_reason(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/api/offer", content=b"not json")
+    assert response.status_code == 400
+    assert "sdp" in response.json()["error"]
