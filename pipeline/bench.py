@@ -10,9 +10,9 @@ the end of the patient's speech to the agent's first audio.
 from __future__ import annotations
 
 import argparse
-import os
 import asyncio
 import json
+import os
 import platform
 import statistics
 import sys
