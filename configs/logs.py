@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,11 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(session_id)s] %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(session_id)s %(message)s"
 
 
+_redacting = threading.local()
+# The redactor's own libraries log while it runs; their lines carry no patient data.
+REDACTOR_LOGGERS = ("presidio-analyzer", "presidio-anonymizer")
+
+
 class _ContextFilter(logging.Filter):
     """Stamps the session id and scrubs the message with ``redact`` (if given)."""
 
@@ -33,9 +39,17 @@ class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "session_id"):
             record.session_id = session_id_var.get()
-        if self._redact is not None:
+        if self._redact is None or record.name.startswith(REDACTOR_LOGGERS):
+            return True
+        if getattr(_redacting, "active", False):  # a line logged while redacting another
+            record.msg, record.args = "[line withheld: logged during redaction]", None
+            return True
+        _redacting.active = True
+        try:
             record.msg = self._redact(record.getMessage())
             record.args = None
+        finally:
+            _redacting.active = False
         return True
 
 
@@ -69,7 +83,7 @@ def setup_logging(
         root.removeHandler(old)
     root.addHandler(make_handler(sys.stderr, log_format, redact))
     root.setLevel(level.upper())
-    for noisy in ("aioice", "aiortc", "httpx", "chromadb", "urllib3", "faster_whisper"):
+    for noisy in ("aioice", "aiortc", "httpx", "chromadb", "urllib3", "faster_whisper", *REDACTOR_LOGGERS):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     loguru_logger.remove()
     loguru_logger.add(_forward_loguru, level="WARNING")

@@ -33,7 +33,13 @@ class LLMSettings(BaseModel):
     medgemma_model_id: str = "google/medgemma-4b-it"
     google_api_key: SecretStr | None = None
     gemini_model: str = "gemini-2.5-flash"
-    device: str = "cpu"
+    gemini_base_url: str | None = None  # a Gemini-compatible endpoint (tests use a local one)
+    # MODEL_BACKEND=openai: MedGemma served elsewhere (vLLM, TGI, llama.cpp server).
+    openai_base_url: str | None = None
+    openai_model: str = "google/medgemma-4b-it"
+    openai_api_key: SecretStr | None = None
+    device: str = "cpu"  # cuda | cpu | auto
+    max_new_tokens: int = 200
     # A reply that has produced no text after this long fails safe (the agent escalates).
     timeout_s: float = 20.0
 
@@ -58,6 +64,47 @@ class VoiceSettings(BaseModel):
     turn_stop_s: float = 1.0
 
 
+class SafetySettings(BaseModel):
+    emergency_number: str = "911"
+    # The disclaimer is repeated on an assessing turn at most this often (in agent turns).
+    disclaimer_every_turns: int = 3
+
+
+class SipSettings(BaseModel):
+    """The phone bridge (media/sip): a SIP user agent server for trunks and PBXs."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 5060
+    transports: list[Literal["udp", "tcp"]] = Field(default_factory=lambda: ["udp", "tcp"])
+    public_address: str | None = None  # the address written into SDP; defaults to host
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 20999
+    max_calls: int = 8
+    rtp_timeout_s: float = 30.0
+    # Who may call: trunk addresses or networks (CIDR), and/or digest credentials.
+    allowed_peers: list[str] = Field(default_factory=lambda: ["127.0.0.0/8"])
+    digest_username: str | None = None
+    digest_password: SecretStr | None = None
+    realm: str = "patient-advocacy-agent"
+
+
+class ClinicianAccount(BaseModel):
+    username: str
+    display_name: str
+    password_hash: str  # argon2, from `python -m web.accounts hash`
+
+
+class ClinicianSettings(BaseModel):
+    accounts: list[ClinicianAccount] = Field(default_factory=list)
+    accounts_file: Path = Path("var/clinicians.json")
+    session_max_age_s: int = 8 * 3600
+    patient_token_ttl_s: int = 2 * 3600
+    audit_log: Path = Path("var/audit.log")
+    reassure_every_s: float = 45.0
+    repeat_emergency_after_s: float = 180.0
+
+
 class Settings(BaseSettings):
     """Everything the service reads at start-up; nothing else reads the environment."""
 
@@ -69,7 +116,7 @@ class Settings(BaseSettings):
     )
 
     app_env: AppEnv = "development"
-    model_backend: Literal["mock", "local", "cloud"] = "mock"
+    model_backend: Literal["mock", "local", "cloud", "openai"] = "mock"
     use_mocks: bool = False
     secret_key: SecretStr | None = None
     log_level: str = "INFO"
@@ -79,6 +126,7 @@ class Settings(BaseSettings):
 
     models_dir: Path = Path("models")
     data_dir: Path = Path("data")
+    scin_dir: Path = Path("data/raw/scin")
     vector_store_dir: Path = Path("data/chroma")
     escalations_dir: Path = Path("var/escalations")
     vector_store_top_k: int = 10
@@ -87,6 +135,9 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
+    safety: SafetySettings = Field(default_factory=SafetySettings)
+    sip: SipSettings = Field(default_factory=SipSettings)
+    clinician: ClinicianSettings = Field(default_factory=ClinicianSettings)
 
     @model_validator(mode="after")
     def _production_is_strict(self) -> Settings:

@@ -18,7 +18,7 @@ from pipecat.utils.time import time_now_iso8601
 
 from agent.backends.base import BrainBackend
 from configs.settings import Settings
-from pipeline.session import agent_processors, whisper_dir
+from pipeline.session import SessionContext, agent_processors, whisper_dir
 
 
 class ContextToTurn(FrameProcessor):
@@ -44,8 +44,10 @@ class ContextToTurn(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
-def baseline_session(settings: Settings, backend: BrainBackend) -> list[FrameProcessor]:
+def baseline_session(
+    settings: Settings, backend: BrainBackend, context: SessionContext
+) -> list[FrameProcessor]:
     stt = WhisperSTTService(model=str(whisper_dir(settings)), device="cpu")
     user_aggregator = LLMContextAggregatorPair(LLMContext()).user()
     vad = VADProcessor(vad_analyzer=SileroVADAnalyzer())
-    return [vad, stt, user_aggregator, ContextToTurn(), *agent_processors(settings, backend)]
+    return [vad, stt, user_aggregator, ContextToTurn(), *agent_processors(settings, backend, context)]

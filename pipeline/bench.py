@@ -32,7 +32,7 @@ from pipeline.baseline import baseline_session
 from pipeline.observers import TranscriptObserver
 from pipeline.replay import OUTPUT_RATE, load_turns
 from pipeline.result import build_result
-from pipeline.session import INPUT_RATE, make_worker, patient_session, run_worker
+from pipeline.session import INPUT_RATE, SessionContext, make_worker, patient_session, run_worker, warm_up
 
 PATIENT_LINES = [
     "I have a red itchy rash on my left forearm.",
@@ -77,7 +77,8 @@ def synthesize_turns(count: int, folder: Path) -> list[Path]:
 async def run_one(name: str, settings: Settings, wavs: list[Path]) -> dict[str, Any]:
     turns = load_turns(wavs)
     backend = create_backend(settings)
-    processors = (patient_session if name == "pipeline" else baseline_session)(settings, backend)
+    context = SessionContext(session_id=f"bench-{name}", channel="audio")
+    processors = (patient_session if name == "pipeline" else baseline_session)(settings, backend, context)
     transport = FileReplayTransport(turns, input_rate=INPUT_RATE, output_rate=OUTPUT_RATE)
     transcript = TranscriptObserver()
     worker = make_worker(transport, processors, [transcript], output_rate=OUTPUT_RATE, idle_timeout_s=None)
@@ -108,6 +109,7 @@ async def run_one(name: str, settings: Settings, wavs: list[Path]) -> dict[str, 
 
 async def bench(turns: int) -> dict[str, Any]:
     settings = load_settings()
+    warm_up(settings)
     with tempfile.TemporaryDirectory() as folder:
         wavs = synthesize_turns(turns, Path(folder))
         ours = await run_one("pipeline", settings, wavs)

@@ -23,19 +23,31 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from agent.backends.base import BrainBackend, BrainRequest, CameraImage, Utterance
-from pipeline.frames import AgentUtteranceFrame, BrainFailedFrame, CameraStillFrame, EscalationFrame
+from agent.backends.base import BrainBackend, BrainRequest, CameraImage, RetrievedCase, Utterance
+from pipeline.frames import (
+    AgentUtteranceFrame,
+    BrainFailedFrame,
+    CameraStillFrame,
+    ClinicalStateFrame,
+    EscalationFrame,
+    SimilarCasesFrame,
+)
 
 log = logging.getLogger(__name__)
 
 
 class BrainProcessor(FrameProcessor):
-    def __init__(self, backend: BrainBackend, *, first_text_timeout_s: float = 20.0) -> None:
+    def __init__(
+        self, backend: BrainBackend, *, first_text_timeout_s: float = 20.0, channel: str = "video"
+    ) -> None:
         super().__init__()
         self._backend = backend
         self._timeout_s = first_text_timeout_s
+        self._channel = channel
         self._history: list[Utterance] = []
         self._latest_image: CameraImage | None = None
+        self._state: ClinicalStateFrame | None = None
+        self._similar: list[RetrievedCase] = []
         self._escalated = False
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
@@ -52,6 +64,10 @@ class BrainProcessor(FrameProcessor):
             return
         if isinstance(frame, CameraStillFrame):
             self._latest_image = frame.image
+        elif isinstance(frame, ClinicalStateFrame) and frame.final:
+            self._state = frame
+        elif isinstance(frame, SimilarCasesFrame):
+            self._similar = list(frame.cases)
         await self.push_frame(frame, direction)
         if isinstance(frame, TranscriptionFrame) and frame.finalized and not self._escalated:
             await self._answer(frame.text)
@@ -66,6 +82,10 @@ class BrainProcessor(FrameProcessor):
             patient_text=patient_text,
             history=list(self._history),
             images=[self._latest_image] if self._latest_image else [],
+            similar_cases=list(self._similar),
+            facts=self._state.facts if self._state else None,
+            assessment=self._state.assessment if self._state else None,
+            channel="video" if self._channel == "video" else "audio",
         )
         self._history.append(Utterance("patient", patient_text))
         await self.push_frame(LLMFullResponseStartFrame())

@@ -7,7 +7,37 @@ from typing import Any
 
 from pipecat.frames.frames import ControlFrame, DataFrame, SystemFrame
 
-from agent.backends.base import CameraImage
+from agent.backends.base import CameraImage, RetrievedCase
+from agent.facts import ClinicalFacts
+from agent.policy import Assessment
+
+
+@dataclass
+class ClinicalStateFrame(DataFrame):
+    """The conversation state and the policy's verdict after a patient phrase or turn.
+
+    ``final`` is False for a phrase the patient is still speaking (the facts are a
+    provisional copy); True once the turn is over and the facts are committed.
+    """
+
+    facts: ClinicalFacts = field(default_factory=ClinicalFacts)
+    assessment: Assessment | None = None
+    final: bool = True
+
+
+@dataclass
+class SimilarCasesFrame(DataFrame):
+    """Dermatologist-labelled SCIN cases similar to what the patient described or showed."""
+
+    cases: list[RetrievedCase] = field(default_factory=list)
+    query: str = ""
+
+
+@dataclass
+class ClinicianRequestFrame(SystemFrame):
+    """The patient asked for a clinician without words (a button, pressing 0 on the phone)."""
+
+    how: str = "button"
 
 
 @dataclass

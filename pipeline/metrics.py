@@ -15,3 +15,4 @@ PREDICTION_CONFIDENCE = Histogram(
     "Confidence of the triage assessment at the end of each patient turn.",
     buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 1.0),
 )
+RETRIEVALS_TOTAL = Counter("retrievals_total", "Similar-case retrievals run.", ["matched_on"])

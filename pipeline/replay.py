@@ -24,6 +24,7 @@ from pipecat.frames.frames import EndFrame
 
 from agent.backends import create_backend
 from agent.backends.base import BrainBackend
+from agent.pii import redact
 from configs.logs import make_handler, session_id_var, setup_logging
 from configs.settings import ConfigError, Settings, hub_offline_environment, load_settings
 from media.audio_files import AudioInputError, read_mono_int16, resample_int16, speech_bounds
@@ -31,7 +32,7 @@ from media.file_transport import FileReplayTransport, PatientTurnAudio
 from media.images import ImageInputError, load_still
 from pipeline.observers import TranscriptObserver, VoiceLatencyObserver
 from pipeline.result import build_result
-from pipeline.session import INPUT_RATE, make_worker, patient_session, run_worker
+from pipeline.session import INPUT_RATE, SessionContext, make_worker, patient_session, run_worker, warm_up
 
 OUTPUT_RATE = 16000
 log = logging.getLogger("pipeline.replay")
@@ -61,18 +62,21 @@ async def run_replay(
     turns = load_turns(wavs)
     still = load_still(image) if image is not None else None
     backend = backend or create_backend(settings)
+    warm_up(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     session_id = uuid.uuid4().hex[:12]
     token = session_id_var.set(session_id)
-    handler = make_handler(out_dir / "session.log", settings.log_format)
+    handler = make_handler(out_dir / "session.log", settings.log_format, redact)
     logging.getLogger().addHandler(handler)
     try:
         transport = FileReplayTransport(turns, input_rate=INPUT_RATE, output_rate=OUTPUT_RATE, image=still)
         transcript, latency = TranscriptObserver(), VoiceLatencyObserver()
+        # Without a photo the replayed patient has no camera: the agent asks for a description.
+        context = SessionContext(session_id=session_id, channel="video" if still else "audio")
         worker = make_worker(
             transport,
-            patient_session(settings, backend),
+            patient_session(settings, backend, context),
             [transcript, latency],
             output_rate=OUTPUT_RATE,
             idle_timeout_s=None,
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     except (AudioInputError, ImageInputError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(settings.log_level, settings.log_format, redact)
     result = asyncio.run(run_replay(args.wavs, args.out, args.image, settings))
     print(
         json.dumps(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.pii import redact
 from media.file_transport import ReplayTimeline
 from pipeline.observers import TranscriptEvent
 
@@ -41,7 +42,7 @@ def build_result(backend: str, timeline: ReplayTimeline, events: list[Transcript
         turns.append(
             {
                 "role": "patient",
-                "text": " ".join(texts),
+                "text": redact(" ".join(texts)),
                 "start_s": round(turn.speech_start_s, 3),
                 "end_s": round(turn.speech_end_s, 3),
                 "disclaimer": False,
@@ -57,7 +58,7 @@ def build_result(backend: str, timeline: ReplayTimeline, events: list[Transcript
         turns.append(
             {
                 "role": "agent",
-                "text": event.text,
+                "text": redact(event.text),
                 "start_s": round(start_s, 3),
                 "end_s": round(end_s, 3),
                 "disclaimer": event.disclaimer,

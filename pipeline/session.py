@@ -1,14 +1,14 @@
 """Assembling one patient session: the processors, in order, around any transport.
 
-    transport in -> Silero VAD -> incremental Whisper -> camera sampler -> brain
-                 -> safety -> Piper TTS -> transport out
+    transport in -> Silero VAD -> incremental Whisper -> camera sampler -> triage
+                 -> [retrieval] -> brain -> safety -> Piper TTS -> transport out
 
 The same assembly serves the browser (WebRTC), phone calls (SIP) and replays (files).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
@@ -24,21 +24,26 @@ from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
 from agent.backends.base import BrainBackend
+from agent.escalation import EscalationStore
 from configs.settings import Settings
 from pipeline.brain import BrainProcessor
+from pipeline.camera import CameraSampler
 from pipeline.incremental_stt import IncrementalWhisperSTT
+from pipeline.safety import SafetyProcessor
 from pipeline.transcriber import shared_transcriber
+from pipeline.triage import TriageProcessor
 
 INPUT_RATE = 16000
 VAD_STOP_S = 0.2
 
 
-@dataclass
-class SessionParts:
-    """The processors of a session between the transport's input and output."""
+@dataclass(frozen=True)
+class SessionContext:
+    """What a session needs besides the settings and the brain."""
 
-    processors: list[FrameProcessor]
-    observers: list[BaseObserver] = field(default_factory=list)
+    session_id: str
+    channel: str = "video"  # video (camera possible) | audio (phone)
+    retriever: object | None = None  # rag.retrieval.Retriever, when an index is available
 
 
 def make_tts(settings: Settings) -> PiperTTSService:
@@ -53,20 +58,37 @@ def make_vad() -> VADProcessor:
     return VADProcessor(vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=VAD_STOP_S)))
 
 
-def agent_processors(settings: Settings, backend: BrainBackend) -> list[FrameProcessor]:
-    """Everything after speech has become text: brain, safety, voice."""
-    return [
-        BrainProcessor(backend, first_text_timeout_s=settings.llm.timeout_s),
+def whisper_dir(settings: Settings) -> Path:
+    return settings.path(settings.models_dir) / f"whisper-{settings.voice.whisper_model_size}"
+
+
+def agent_processors(
+    settings: Settings, backend: BrainBackend, context: SessionContext
+) -> list[FrameProcessor]:
+    """Everything after speech has become text: triage, retrieval, brain, safety, voice."""
+    processors: list[FrameProcessor] = [TriageProcessor()]
+    if context.retriever is not None:
+        from pipeline.retrieval import RetrievalProcessor
+
+        processors.append(RetrievalProcessor(context.retriever, k=settings.vector_store_top_k))
+    processors += [
+        BrainProcessor(backend, first_text_timeout_s=settings.llm.timeout_s, channel=context.channel),
+        SafetyProcessor(
+            session_id=context.session_id,
+            store=EscalationStore(settings.path(settings.escalations_dir)),
+            emergency_number=settings.safety.emergency_number,
+            channel=context.channel,
+            disclaimer_every_turns=settings.safety.disclaimer_every_turns,
+        ),
         make_tts(settings),
     ]
+    return processors
 
 
-def patient_session(settings: Settings, backend: BrainBackend) -> list[FrameProcessor]:
-    """The full chain for our pipeline (without the transport)."""
+def listening_processors(settings: Settings) -> list[FrameProcessor]:
+    """Speech in, turns and transcriptions out: VAD and the incremental transcriber."""
     transcriber = shared_transcriber(
-        settings.path(settings.models_dir) / f"whisper-{settings.voice.whisper_model_size}",
-        settings.voice.whisper_compute_type,
-        settings.voice.whisper_threads,
+        whisper_dir(settings), settings.voice.whisper_compute_type, settings.voice.whisper_threads
     )
     stt = IncrementalWhisperSTT(
         transcriber,
@@ -75,7 +97,26 @@ def patient_session(settings: Settings, backend: BrainBackend) -> list[FrameProc
         complete_stop_s=settings.voice.complete_stop_s,
         vad_stop_s=VAD_STOP_S,
     )
-    return [make_vad(), stt, *agent_processors(settings, backend)]
+    return [make_vad(), stt]
+
+
+def patient_session(
+    settings: Settings, backend: BrainBackend, context: SessionContext
+) -> list[FrameProcessor]:
+    """The full chain for our pipeline (without the transport)."""
+    camera: list[FrameProcessor] = [CameraSampler()] if context.channel == "video" else []
+    return [*listening_processors(settings), *camera, *agent_processors(settings, backend, context)]
+
+
+def warm_up(settings: Settings) -> None:
+    """Pay the first-use costs (Whisper allocations, the clinical NLP) before the first patient."""
+    from agent.facts import extract_facts
+    from agent.policy import assess
+
+    shared_transcriber(
+        whisper_dir(settings), settings.voice.whisper_compute_type, settings.voice.whisper_threads
+    ).warm_up()
+    assess(extract_facts("I have had an itchy rash on my arm for two weeks, no fever."))
 
 
 def make_worker(
@@ -93,10 +134,6 @@ def make_worker(
         observers=observers or [],
         idle_timeout_secs=idle_timeout_s,
     )
-
-
-def whisper_dir(settings: Settings) -> Path:
-    return settings.path(settings.models_dir) / f"whisper-{settings.voice.whisper_model_size}"
 
 
 async def run_worker(worker: PipelineWorker) -> None:

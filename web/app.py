@@ -15,10 +15,11 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from agent import pii
 from agent.backends import create_backend
 from configs.settings import Settings
-from pipeline.session import whisper_dir
-from pipeline.transcriber import shared_transcriber
+from pipeline.host import SessionHost
+from pipeline.session import warm_up
 from web.webrtc_sessions import WebRTCSessions
 
 STATIC = Path(__file__).parent / "static"
@@ -34,14 +35,13 @@ def app_version() -> str:
 
 def create_app(settings: Settings) -> Starlette:
     create_backend(settings)  # fail at start-up, not at the first patient, if it cannot be built
-    sessions = WebRTCSessions(settings, lambda: create_backend(settings))
+    host = SessionHost(settings)
+    sessions = WebRTCSessions(host)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        transcriber = shared_transcriber(
-            whisper_dir(settings), settings.voice.whisper_compute_type, settings.voice.whisper_threads
-        )
-        transcriber.warm_up()
+        warm_up(settings)
+        pii.warm_up()
         log.info("server ready: env=%s backend=%s", settings.app_env, settings.model_backend)
         yield
         await sessions.close()
@@ -65,7 +65,7 @@ def create_app(settings: Settings) -> Starlette:
                 "env": settings.app_env,
                 "version": app_version(),
                 "backend": settings.model_backend,
-                "active_sessions": len(sessions),
+                "active_sessions": len(host),
             }
         )
 

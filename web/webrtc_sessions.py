@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipecat.transports.base_transport import TransportParams, VideoInSourceParams
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
-from agent.backends.base import BrainBackend
-from configs.logs import session_id_var
-from configs.settings import Settings
-from pipeline.metrics import ACTIVE_SESSIONS, SESSIONS_TOTAL
-from pipeline.observers import VoiceLatencyObserver
-from pipeline.session import INPUT_RATE, make_worker, patient_session, run_worker
+from pipeline.host import LiveSession, SessionHost
+from pipeline.session import INPUT_RATE
 
 OUTPUT_RATE = 24000
 log = logging.getLogger(__name__)
@@ -25,17 +19,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BrowserSession:
-    session_id: str
     connection: SmallWebRTCConnection
     task: asyncio.Task | None = None
 
 
 class WebRTCSessions:
-    """Every live browser session of this process, by peer-connection id."""
+    """Every live browser connection of this process, by peer-connection id."""
 
-    def __init__(self, settings: Settings, make_backend: Callable[[], BrainBackend]) -> None:
-        self._settings = settings
-        self._make_backend = make_backend
+    def __init__(self, host: SessionHost) -> None:
+        self._host = host
         self._sessions: dict[str, BrowserSession] = {}
 
     def __len__(self) -> int:
@@ -49,18 +41,17 @@ class WebRTCSessions:
             return connection.get_answer()
         connection = SmallWebRTCConnection(ice_servers=[])
         await connection.initialize(sdp=sdp, type=sdp_type)
-        session = BrowserSession(session_id=uuid.uuid4().hex[:12], connection=connection)
+        session = BrowserSession(connection=connection)
         self._sessions[connection.pc_id] = session
 
         @connection.event_handler("closed")
         async def _closed(_connection: SmallWebRTCConnection) -> None:
             self._sessions.pop(_connection.pc_id, None)
 
-        session.task = asyncio.create_task(self._run(session), name=f"session-{session.session_id}")
+        session.task = asyncio.create_task(self._run(session), name=f"webrtc-{connection.pc_id}")
         return connection.get_answer()
 
     async def _run(self, session: BrowserSession) -> None:
-        session_id_var.set(session.session_id)
         params = TransportParams(
             audio_in_enabled=True,
             audio_in_sample_rate=INPUT_RATE,
@@ -70,29 +61,23 @@ class WebRTCSessions:
             video_in_sources={"camera": VideoInSourceParams(framerate=2)},
         )
         transport = SmallWebRTCTransport(webrtc_connection=session.connection, params=params)
-        worker = make_worker(
-            transport,
-            patient_session(self._settings, self._make_backend()),
-            [VoiceLatencyObserver()],
-            output_rate=OUTPUT_RATE,
-        )
 
-        @transport.event_handler("on_client_disconnected")
-        async def _gone(_transport: SmallWebRTCTransport, _client: object) -> None:
-            log.info("patient disconnected")
-            await worker.cancel()
+        def started(live: LiveSession) -> None:
+            @transport.event_handler("on_client_disconnected")
+            async def _gone(_transport: SmallWebRTCTransport, _client: object) -> None:
+                log.info("patient disconnected")
+                await live.worker.cancel()
 
-        ACTIVE_SESSIONS.inc()
-        SESSIONS_TOTAL.labels(transport="webrtc").inc()
-        log.info("browser session started")
         try:
-            await run_worker(worker)
-        except Exception:  # noqa: BLE001 - one session failing must not take the server down
-            log.exception("browser session failed")
+            await self._host.run(
+                transport,
+                transport_name="webrtc",
+                channel="video",
+                output_rate=OUTPUT_RATE,
+                on_started=started,
+            )
         finally:
-            ACTIVE_SESSIONS.dec()
             self._sessions.pop(session.connection.pc_id, None)
-            log.info("browser session ended")
 
     async def close(self) -> None:
         for session in list(self._sessions.values()):

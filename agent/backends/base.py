@@ -10,7 +10,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from agent.facts import ClinicalFacts
+    from agent.policy import Assessment
 
 
 @dataclass(frozen=True)
@@ -41,12 +45,21 @@ class RetrievedCase:
 
 @dataclass
 class BrainRequest:
-    """What the brain knows when the patient has finished a turn."""
+    """What the brain knows when the patient has finished a turn.
+
+    ``facts`` and ``assessment`` are the conversation state and the triage policy's verdict
+    (``pipeline/triage.py``): backends put them in context and word the reply around them,
+    they never overrule them. ``channel`` is "video" (browser, camera on) or "audio" (phone,
+    or no camera): an audio-only patient cannot show the skin.
+    """
 
     patient_text: str
     history: list[Utterance] = field(default_factory=list)
     images: list[CameraImage] = field(default_factory=list)
     similar_cases: list[RetrievedCase] = field(default_factory=list)
+    facts: ClinicalFacts | None = None
+    assessment: Assessment | None = None
+    channel: Literal["video", "audio"] = "video"
 
 
 class BrainBackend(ABC):

@@ -1,0 +1,136 @@
+"""Escalation records: what a clinician needs to take over, with no personal data in it.
+
+A record is created by the safety processor the moment a red flag is met, persisted as one
+JSON file per escalation (written atomically), and carried to the clinician queue by an
+``EscalationFrame``. Everything textual in it has passed ``agent.pii.redact`` first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent.policy import Urgency
+
+
+@dataclass
+class EscalationRecord:
+    id: str
+    session_id: str
+    created_at: str  # ISO 8601, UTC
+    level: str
+    reasons: list[str]
+    rule_ids: list[str]
+    summary: str  # redacted
+    transcript: list[dict[str, str]]  # [{"role": "patient"|"agent", "text": redacted}]
+    channel: str = "video"  # video (browser) | audio (phone or no camera)
+    similar_cases: list[dict[str, Any]] = field(default_factory=list)
+    best_frame_jpeg_b64: str | None = None
+    # Filled in as a clinician takes over (web/queue.py).
+    status: str = "waiting"  # waiting | claimed | joined | handed_back | ended
+    clinician: str | None = None
+    events: list[dict[str, str]] = field(default_factory=list)
+    created_monotonic: float = field(default_factory=time.monotonic, repr=False)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        session_id: str,
+        level: str,
+        reasons: list[str],
+        rule_ids: list[str],
+        summary: str,
+        transcript: list[tuple[str, str]],
+        channel: str = "video",
+        similar_cases: list[dict[str, Any]] | None = None,
+        best_frame_jpeg_b64: str | None = None,
+    ) -> EscalationRecord:
+        return cls(
+            id=uuid.uuid4().hex[:16],
+            session_id=session_id,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            level=level,
+            reasons=list(reasons),
+            rule_ids=list(rule_ids),
+            summary=summary,
+            transcript=[{"role": role, "text": text} for role, text in transcript],
+            channel=channel,
+            similar_cases=list(similar_cases or []),
+            best_frame_jpeg_b64=best_frame_jpeg_b64,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("created_monotonic")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EscalationRecord:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "created_monotonic"}
+        return cls(**known)
+
+
+class EscalationStore:
+    """One JSON file per escalation under ``directory`` (created on first use)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def save(self, record: EscalationRecord) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{record.id}.json"
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(record.to_dict(), indent=2))
+        os.replace(partial, path)
+        return path
+
+    def load(self, record_id: str) -> EscalationRecord:
+        return EscalationRecord.from_dict(json.loads((self.directory / f"{record_id}.json").read_text()))
+
+    def all(self) -> list[EscalationRecord]:
+        if not self.directory.exists():
+            return []
+        records = [
+            EscalationRecord.from_dict(json.loads(p.read_text())) for p in self.directory.glob("*.json")
+        ]
+        return sorted(records, key=lambda r: r.created_at)
+
+
+# --- what the agent says ------------------------------------------------------------------
+
+
+def escalation_message(level: Urgency, emergency_number: str) -> str:
+    """What the agent says the moment it escalates: plainly, what happens next."""
+    if level == Urgency.EMERGENCY:
+        return (
+            f"What you describe could be an emergency. Please call {emergency_number} now, or have someone "
+            "take you to the nearest emergency department. I'm also connecting you with a clinician, "
+            "who will join this conversation."
+        )
+    return (
+        "I'm connecting you with a clinician now. Please stay here; they will join this "
+        "conversation shortly, and I'll stay with you until they do."
+    )
+
+
+COMPANY_LINES = (
+    "A clinician has been alerted and will join as soon as they can. I'm still here with you.",
+    "Thank you for waiting. The clinician will be with you shortly; "
+    "I can't give more advice before they join.",
+    "I've passed on what you told me, so you won't need to repeat everything. The clinician is on the way.",
+)
+
+
+def awaiting_clinician_message(count: int, level: Urgency, emergency_number: str) -> str:
+    """A line that keeps the patient company while a clinician is on the way (no assessment)."""
+    line = COMPANY_LINES[(count - 1) % len(COMPANY_LINES)]
+    if level == Urgency.EMERGENCY:
+        line += f" If things get worse, or you haven't yet, please call {emergency_number} now."
+    return line

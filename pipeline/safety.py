@@ -1,0 +1,250 @@
+"""The safety frame processor: nothing the agent says bypasses it.
+
+It sits between the brain and the voice, and sees both sides of the conversation:
+
+* **the patient's side**: every ``ClinicalStateFrame`` (after each phrase, while the patient
+  is still talking, and after each turn), similar-case evidence, and requests for a clinician
+  (a button, 0 on the phone). A red flag escalates at once, even while the agent is speaking;
+* **the agent's side**: each sentence of the brain's streamed reply passes the language guard
+  (no certain diagnosis, no prescribing, no "you don't need a doctor") before Piper speaks it,
+  and a turn that assesses or recommends gets the disclaimer when the policy says it is due.
+
+On escalation the agent stops (an interruption), says plainly what happens next (for an
+emergency: call the emergency number first), the redacted escalation record is persisted, and
+an ``EscalationFrame`` travels both ways: down to the observers (transcript, clinician queue,
+the patient's page), up to the brain, which gives no further assessment. From then on each
+patient turn is answered here with a line that keeps the patient company until a clinician
+joins. A brain failure (``BrainFailedFrame``) escalates too: the agent never falls silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+import time
+
+from pipecat.frames.frames import (
+    Frame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    TranscriptionFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.processors.frameworks.rtvi.frames import RTVIServerMessageFrame
+
+from agent.backends.base import CameraImage, RetrievedCase
+from agent.disclaimer import DisclaimerPolicy
+from agent.escalation import (
+    EscalationRecord,
+    EscalationStore,
+    awaiting_clinician_message,
+    escalation_message,
+)
+from agent.facts import ClinicalFacts
+from agent.language_guard import guard
+from agent.pii import redact
+from agent.policy import Assessment, Policy, Urgency, default_policy
+from pipeline.frames import (
+    AgentUtteranceFrame,
+    BrainFailedFrame,
+    CameraStillFrame,
+    ClinicalStateFrame,
+    ClinicianRequestFrame,
+    EscalationFrame,
+    SimilarCasesFrame,
+)
+from pipeline.metrics import ESCALATIONS_TOTAL, PREDICTION_CONFIDENCE
+
+log = logging.getLogger(__name__)
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+FAILURE_PREFIX = "I'm sorry, I'm having a technical problem and can't continue the assessment."
+
+
+class SafetyProcessor(FrameProcessor):
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        store: EscalationStore,
+        emergency_number: str = "911",
+        channel: str = "video",
+        disclaimer_every_turns: int = 3,
+        policy: Policy | None = None,
+        malignant_share: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self._session_id = session_id
+        self._store = store
+        self._emergency_number = emergency_number
+        self._channel = channel
+        self._policy = policy or default_policy()
+        self._malignant_share = malignant_share
+        self._disclaimers = DisclaimerPolicy(disclaimer_every_turns)
+        self._facts = ClinicalFacts()
+        self._evidence: set[str] = set()
+        self._cases: list[RetrievedCase] = []
+        self._best_image: CameraImage | None = None
+        self._transcript: list[tuple[str, str]] = []  # in memory only; redacted when stored
+        self._escalation: Assessment | None = None
+        self._company_lines = 0
+        self._pending = ""
+        self._reply: list[str] = []
+        self._reply_started = 0.0
+
+    @property
+    def escalation(self) -> Assessment | None:
+        return self._escalation
+
+    # --- frames -------------------------------------------------------------------------
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, ClinicalStateFrame):
+            await self.push_frame(frame, direction)
+            await self._on_state(frame)
+        elif isinstance(frame, SimilarCasesFrame):
+            await self.push_frame(frame, direction)
+            await self._on_similar_cases(frame.cases)
+        elif isinstance(frame, CameraStillFrame):
+            self._best_image = frame.image or self._best_image
+            await self.push_frame(frame, direction)
+        elif isinstance(frame, TranscriptionFrame) and frame.finalized:
+            await self.push_frame(frame, direction)
+            self._transcript.append(("patient", frame.text))
+            if self._escalation:
+                await self._keep_company()
+        elif isinstance(frame, ClinicianRequestFrame):
+            await self._escalate(Assessment.requested(frame.how))
+        elif isinstance(frame, LLMFullResponseStartFrame):
+            self._pending, self._reply, self._reply_started = "", [], time.monotonic()
+            if not self._escalation:
+                await self.push_frame(frame, direction)
+        elif isinstance(frame, LLMTextFrame):
+            if not self._escalation:
+                await self._on_agent_text(frame.text)
+        elif isinstance(frame, LLMFullResponseEndFrame):
+            if not self._escalation:
+                await self._finish_reply()
+                await self.push_frame(frame, direction)
+        elif isinstance(frame, BrainFailedFrame):
+            log.error("brain failure (%s): escalating", frame.reason)
+            await self._escalate(Assessment.failed(frame.reason), spoken_prefix=FAILURE_PREFIX)
+        else:
+            await self.push_frame(frame, direction)
+
+    # --- the patient's side ----------------------------------------------------------------
+
+    async def _on_state(self, frame: ClinicalStateFrame) -> None:
+        if frame.final:
+            self._facts = frame.facts
+        assessment = self._policy.assess(frame.facts, self._evidence)
+        if frame.final:
+            PREDICTION_CONFIDENCE.observe(assessment.confidence)
+        if assessment.escalate:
+            await self._escalate(assessment)
+
+    async def _on_similar_cases(self, cases: list[RetrievedCase]) -> None:
+        """Similar cases dominated by malignant labels raise urgency; benign ones never lower it."""
+        from rag.malignancy import malignant_share
+
+        self._cases = list(cases)
+        if cases and malignant_share(cases) >= self._malignant_share:
+            self._evidence.add("retrieval_malignant")
+            assessment = self._policy.assess(self._facts, self._evidence)
+            if assessment.escalate:
+                await self._escalate(assessment)
+
+    # --- the agent's side ----------------------------------------------------------------
+
+    async def _on_agent_text(self, text: str) -> None:
+        self._pending += text
+        *complete, self._pending = SENTENCE_END.split(self._pending)
+        for sentence in complete:
+            await self._say(sentence)
+
+    async def _say(self, sentence: str) -> None:
+        sentence = sentence.strip()
+        if not sentence:
+            return
+        guarded = guard(sentence)
+        if guarded.changes:
+            log.info("language guard: %s", ",".join(guarded.changes))
+        self._reply.append(guarded.text)
+        await self.push_frame(LLMTextFrame(guarded.text + " "))
+
+    async def _finish_reply(self) -> None:
+        await self._say(self._pending)
+        self._pending = ""
+        text = " ".join(self._reply)
+        disclaimer = self._disclaimers.disclaimer_for(text)
+        if disclaimer:
+            await self.push_frame(LLMTextFrame(disclaimer))
+            text = f"{text} {disclaimer}".strip()
+        await self._record_agent(text, self._disclaimers.carries_disclaimer(text))
+
+    async def _record_agent(self, text: str, disclaimer: bool) -> None:
+        self._transcript.append(("agent", text))
+        await self.broadcast_frame(
+            AgentUtteranceFrame, text=text, disclaimer=disclaimer, started_at=self._reply_started
+        )
+
+    async def _speak(self, text: str) -> None:
+        """Say something of the safety processor's own, as one agent turn."""
+        self._reply_started = time.monotonic()
+        await self.push_frame(LLMFullResponseStartFrame())
+        await self.push_frame(LLMTextFrame(text))
+        await self.push_frame(LLMFullResponseEndFrame())
+        await self._record_agent(text, self._disclaimers.carries_disclaimer(text))
+
+    # --- escalation ---------------------------------------------------------------------
+
+    async def _escalate(self, assessment: Assessment, spoken_prefix: str = "") -> None:
+        if self._escalation:
+            return
+        self._escalation = assessment
+        await self.broadcast_interruption()  # the agent stops mid-sentence
+        level = assessment.level.value
+        ESCALATIONS_TOTAL.labels(level=level).inc()
+        log.warning("escalation: level=%s rules=%s", level, ",".join(assessment.rule_ids))
+        message = f"{spoken_prefix} {escalation_message(assessment.level, self._emergency_number)}".strip()
+        await self.push_frame(
+            RTVIServerMessageFrame(data={"type": "escalation", "level": level, "message": message})
+        )
+        await self._speak(message)
+        record = self._record(assessment)
+        try:
+            await asyncio.to_thread(self._store.save, record)
+        except OSError:
+            log.exception("could not persist escalation %s", record.id)  # what the patient hears already ran
+        reasons = [reason.description for reason in assessment.reasons]
+        await self.broadcast_frame(EscalationFrame, level=level, reasons=reasons, record=record.to_dict())
+
+    def _record(self, assessment: Assessment) -> EscalationRecord:
+        image = self._best_image
+        return EscalationRecord.create(
+            session_id=self._session_id,
+            level=assessment.level.value,
+            reasons=[reason.description for reason in assessment.reasons],
+            rule_ids=assessment.rule_ids,
+            summary=redact(self._facts.summary()),
+            transcript=[(role, redact(text)) for role, text in self._transcript],
+            channel=self._channel,
+            similar_cases=[
+                {"case_id": c.case_id, "labels": c.labels, "distance": c.distance, "matched_on": c.matched_on}
+                for c in self._cases
+            ],
+            best_frame_jpeg_b64=base64.b64encode(image.jpeg).decode() if image else None,
+        )
+
+    async def _keep_company(self) -> None:
+        assert self._escalation is not None
+        self._company_lines += 1
+        await self._speak(
+            awaiting_clinician_message(self._company_lines, self._escalation.level, self._emergency_number)
+        )
+
+
+__all__ = ["SafetyProcessor", "Urgency"]
