@@ -63,7 +63,9 @@ CHANGES = (
     "not_healing",
 )
 SYSTEMIC = ("fever", "chills", "unwell")
-LESIONS = ("pigmented_lesion", "spot", "lump", "sore", "rash", "blisters", "peeling", "wound", "redness")
+LESIONS = (
+    "pigmented_lesion", "spot", "acne", "lump", "sore", "rash", "blisters", "peeling", "wound", "redness",
+)
 
 RECOMMENDATIONS = {
     Urgency.SOON: (

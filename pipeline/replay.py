@@ -25,7 +25,7 @@ from pipecat.frames.frames import EndFrame
 from agent.backends import create_backend
 from agent.backends.base import BrainBackend
 from agent.pii import redact
-from configs.logs import make_handler, session_id_var, setup_logging
+from configs.logs import make_handler, quiet_libraries, session_id_var, setup_logging
 from configs.settings import ConfigError, Settings, hub_offline_environment, load_settings
 from media.audio_files import AudioInputError, read_mono_int16, resample_int16, speech_bounds
 from media.file_transport import FileReplayTransport, PatientTurnAudio
@@ -68,7 +68,12 @@ async def run_replay(
     session_id = uuid.uuid4().hex[:12]
     token = session_id_var.set(session_id)
     handler = make_handler(out_dir / "session.log", settings.log_format, redact)
-    logging.getLogger().addHandler(handler)
+    handler.setLevel(settings.log_level.upper())
+    root = logging.getLogger()
+    root_level = root.level
+    root.setLevel(min(root_level or logging.WARNING, handler.level))  # the server's lines reach the file
+    root.addHandler(handler)
+    quiet_libraries()
     try:
         transport = FileReplayTransport(turns, input_rate=INPUT_RATE, output_rate=OUTPUT_RATE, image=still)
         transcript, latency = TranscriptObserver(), VoiceLatencyObserver()
@@ -101,7 +106,8 @@ async def run_replay(
             (result["escalation"] or {}).get("level"),
         )
     finally:
-        logging.getLogger().removeHandler(handler)
+        root.removeHandler(handler)
+        root.setLevel(root_level)
         handler.close()
         session_id_var.reset(token)
 

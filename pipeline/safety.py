@@ -144,7 +144,8 @@ class SafetyProcessor(FrameProcessor):
         if frame.final:
             PREDICTION_CONFIDENCE.observe(assessment.confidence)
         if assessment.escalate:
-            await self._escalate(assessment)
+            # The words that met the red flag reach the record even though the turn is not over.
+            await self._escalate(assessment, trigger=frame.text)
 
     async def _on_similar_cases(self, cases: list[RetrievedCase]) -> None:
         """Similar cases dominated by malignant labels raise urgency; benign ones never lower it."""
@@ -201,7 +202,7 @@ class SafetyProcessor(FrameProcessor):
 
     # --- escalation ---------------------------------------------------------------------
 
-    async def _escalate(self, assessment: Assessment, spoken_prefix: str = "") -> None:
+    async def _escalate(self, assessment: Assessment, spoken_prefix: str = "", trigger: str = "") -> None:
         if self._escalation:
             return
         self._escalation = assessment
@@ -213,8 +214,8 @@ class SafetyProcessor(FrameProcessor):
         await self.push_frame(
             RTVIServerMessageFrame(data={"type": "escalation", "level": level, "message": message})
         )
+        record = self._record(assessment, trigger)
         await self._speak(message)
-        record = self._record(assessment)
         try:
             await asyncio.to_thread(self._store.save, record)
         except OSError:
@@ -222,15 +223,16 @@ class SafetyProcessor(FrameProcessor):
         reasons = [reason.description for reason in assessment.reasons]
         await self.broadcast_frame(EscalationFrame, level=level, reasons=reasons, record=record.to_dict())
 
-    def _record(self, assessment: Assessment) -> EscalationRecord:
+    def _record(self, assessment: Assessment, trigger: str) -> EscalationRecord:
         image = self._best_image
+        transcript = self._transcript + ([("patient", trigger)] if trigger else [])
         return EscalationRecord.create(
             session_id=self._session_id,
             level=assessment.level.value,
             reasons=[reason.description for reason in assessment.reasons],
             rule_ids=assessment.rule_ids,
             summary=redact(self._facts.summary()),
-            transcript=[(role, redact(text)) for role, text in self._transcript],
+            transcript=[(role, redact(text)) for role, text in transcript],
             channel=self._channel,
             similar_cases=[
                 {"case_id": c.case_id, "labels": c.labels, "distance": c.distance, "matched_on": c.matched_on}

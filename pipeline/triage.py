@@ -34,12 +34,14 @@ class TriageProcessor(FrameProcessor):
         await super().process_frame(frame, direction)
         if isinstance(frame, TranscriptionFrame) and frame.finalized:
             extract_facts(frame.text, into=self._facts)
-            await self._push_state(self._facts.copy(), final=True)
+            await self._push_state(self._facts.copy(), frame.text, final=True)
         elif isinstance(frame, InterimTranscriptionFrame):
-            await self._push_state(extract_facts(frame.text, into=self._facts.copy()), final=False)
+            await self._push_state(
+                extract_facts(frame.text, into=self._facts.copy()), frame.text, final=False
+            )
         await self.push_frame(frame, direction)
 
-    async def _push_state(self, facts: ClinicalFacts, *, final: bool) -> None:
+    async def _push_state(self, facts: ClinicalFacts, text: str, *, final: bool) -> None:
         assessment = self._policy.assess(facts)
         log.debug("triage: level=%s final=%s", assessment.level.value, final)
-        await self.push_frame(ClinicalStateFrame(facts=facts, assessment=assessment, final=final))
+        await self.push_frame(ClinicalStateFrame(facts=facts, assessment=assessment, final=final, text=text))

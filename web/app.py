@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -34,7 +35,8 @@ def app_version() -> str:
 
 
 def create_app(settings: Settings) -> Starlette:
-    create_backend(settings)  # fail at start-up, not at the first patient, if it cannot be built
+    # Fail at start-up, not at the first patient, if the brain cannot be built.
+    first_backend = create_backend(settings)
     host = SessionHost(settings)
     sessions = WebRTCSessions(host)
 
@@ -42,6 +44,10 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         warm_up(settings)
         pii.warm_up()
+        # A model backend pays its first-call costs (loading, compiling) before the first patient.
+        backend_warm_up = getattr(first_backend, "warm_up", None)
+        if backend_warm_up is not None:
+            await asyncio.to_thread(backend_warm_up)
         log.info("server ready: env=%s backend=%s", settings.app_env, settings.model_backend)
         yield
         await sessions.close()

@@ -1,0 +1,114 @@
+"""A session driven by text instead of audio: the agent half of the pipeline, turn by turn.
+
+The same triage, brain and safety processors as a live session, fed with finished patient
+turns as transcriptions. Evaluations use it to run many scenarios fast; the audio path
+(``pipeline.replay``) checks the same scenarios through speech.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from pipecat.frames.frames import EndFrame, Frame, TranscriptionFrame
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineWorker
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.utils.time import time_now_iso8601
+
+from agent.backends.base import BrainBackend
+from agent.escalation import EscalationStore
+from configs.settings import Settings
+from pipeline.brain import BrainProcessor
+from pipeline.frames import AgentUtteranceFrame
+from pipeline.observers import TranscriptEvent, TranscriptObserver
+from pipeline.safety import SafetyProcessor
+from pipeline.session import run_worker
+from pipeline.triage import TriageProcessor
+
+
+class _AgentTurns(FrameProcessor):
+    """Counts the agent's finished turns, so the driver knows when to send the next one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self.changed = asyncio.Event()
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, AgentUtteranceFrame):
+            self.count += 1
+            self.changed.set()
+        await self.push_frame(frame, direction)
+
+    async def wait_beyond(self, count: int, timeout_s: float) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self.count <= count:
+            self.changed.clear()
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(self.changed.wait(), timeout=remaining)
+            except TimeoutError:
+                return
+
+
+@dataclass
+class TextSessionResult:
+    events: list[TranscriptEvent] = field(default_factory=list)
+
+    @property
+    def escalation(self) -> TranscriptEvent | None:
+        return next((e for e in self.events if e.kind == "escalation"), None)
+
+    @property
+    def agent_turns(self) -> list[TranscriptEvent]:
+        return [e for e in self.events if e.kind == "agent"]
+
+
+async def run_text_session(
+    settings: Settings,
+    backend: BrainBackend,
+    turns: list[str],
+    *,
+    session_id: str,
+    channel: str = "audio",
+    reply_timeout_s: float = 30.0,
+) -> TextSessionResult:
+    """Play ``turns`` as finished patient turns, each after the agent's previous answer."""
+    sink = _AgentTurns()
+    transcript = TranscriptObserver()
+    pipeline = Pipeline(
+        [
+            TriageProcessor(),
+            BrainProcessor(backend, first_text_timeout_s=settings.llm.timeout_s, channel=channel),
+            SafetyProcessor(
+                session_id=session_id,
+                store=EscalationStore(settings.path(settings.escalations_dir)),
+                emergency_number=settings.safety.emergency_number,
+                channel=channel,
+                disclaimer_every_turns=settings.safety.disclaimer_every_turns,
+            ),
+            sink,
+        ]
+    )
+    worker = PipelineWorker(pipeline, observers=[transcript], idle_timeout_secs=None, enable_rtvi=False)
+
+    async def drive() -> None:
+        await sink.wait_beyond(0, reply_timeout_s)  # the greeting
+        for text in turns:
+            seen = sink.count
+            frame = TranscriptionFrame(
+                text=text, user_id="patient", timestamp=time_now_iso8601(), finalized=True
+            )
+            await worker.queue_frame(frame)
+            await sink.wait_beyond(seen, reply_timeout_s)
+            await asyncio.sleep(0.05)  # let a reply and an escalation racing it both land
+        await worker.queue_frame(EndFrame())
+
+    driver = asyncio.create_task(drive())
+    await run_worker(worker)
+    await driver
+    return TextSessionResult(events=transcript.events)
