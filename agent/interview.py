@@ -149,11 +149,11 @@ def summary_line(facts: ClinicalFacts, assessment: Assessment | None) -> str:
     recommendation = RECOMMENDATIONS.get(
         assessment.level if assessment else Urgency.ROUTINE, RECOMMENDATIONS[Urgency.ROUTINE]
     )
-    heard = _spoken(facts.summary())
+    heard = spoken_summary(facts)
     return f"Thank you, that's everything I need. Here is what I heard. {heard} {recommendation}"
 
 
-def _spoken(summary: str) -> str:
+def spoken_summary(facts: ClinicalFacts) -> str:
     """The clinical summary read aloud: its parts as short sentences."""
-    parts = [part.strip() for part in summary.rstrip(".").split(";") if part.strip()]
+    parts = [part.strip() for part in facts.summary().rstrip(".").split(";") if part.strip()]
     return " ".join(part[0].upper() + part[1:] + "." for part in parts)

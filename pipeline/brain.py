@@ -30,6 +30,7 @@ from pipeline.frames import (
     CameraStillFrame,
     ClinicalStateFrame,
     EscalationFrame,
+    EscalationResolvedFrame,
     SimilarCasesFrame,
 )
 
@@ -59,6 +60,9 @@ class BrainProcessor(FrameProcessor):
         if isinstance(frame, EscalationFrame) and direction == FrameDirection.UPSTREAM:
             self._escalated = True
             return  # the escalation was for us; it already travels downstream
+        if isinstance(frame, EscalationResolvedFrame):
+            self._escalated = False
+            return
         if isinstance(frame, AgentUtteranceFrame) and direction == FrameDirection.UPSTREAM:
             self._history.append(Utterance("agent", frame.text))
             return

@@ -42,6 +42,31 @@ class ClinicianRequestFrame(SystemFrame):
 
 
 @dataclass
+class ClinicianJoinedFrame(SystemFrame):
+    """A clinician has joined the patient's room: the agent announces them, then stays quiet."""
+
+    name: str = "the clinician"
+
+
+@dataclass
+class ClinicianLeftFrame(SystemFrame):
+    """The clinician left: ``handed_back`` (the agent carries on) or ``ended`` (goodbye)."""
+
+    name: str = "the clinician"
+    outcome: str = "handed_back"
+
+
+@dataclass
+class SummaryRequestFrame(SystemFrame):
+    """The clinician asked the agent for a summary of what the patient said."""
+
+
+@dataclass
+class EscalationResolvedFrame(SystemFrame):
+    """A clinician handed the patient back: the brain may assess again."""
+
+
+@dataclass
 class BrainFailedFrame(ControlFrame):
     """The brain errored, timed out or produced nothing; the safety processor escalates."""
 

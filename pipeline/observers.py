@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from pipecat.frames.frames import (
@@ -14,6 +15,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 
+from agent.escalation import EscalationRecord
 from pipeline.frames import AgentUtteranceFrame, EscalationFrame
 from pipeline.metrics import VOICE_TO_VOICE_SECONDS
 
@@ -112,3 +114,16 @@ class TranscriptObserver(BaseObserver):
             self.events.append(TranscriptEvent(now, "bot_started"))
         else:
             self.events.append(TranscriptEvent(now, "bot_stopped"))
+
+
+class EscalationObserver(BaseObserver):
+    """Hands each escalation record of a session to the clinician queue (``sink``), once."""
+
+    def __init__(self, sink: Callable[[EscalationRecord], Awaitable[None]]) -> None:
+        super().__init__()
+        self._once = _Once()
+        self._sink = sink
+
+    async def on_push_frame(self, data: FramePushed) -> None:
+        if isinstance(data.frame, EscalationFrame) and self._once.first(data) and data.frame.record:
+            await self._sink(EscalationRecord.from_dict(data.frame.record))

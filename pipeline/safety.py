@@ -44,6 +44,7 @@ from agent.escalation import (
     escalation_message,
 )
 from agent.facts import ClinicalFacts
+from agent.interview import spoken_summary
 from agent.language_guard import guard
 from agent.pii import redact
 from agent.policy import Assessment, Policy, Urgency, default_policy
@@ -52,9 +53,13 @@ from pipeline.frames import (
     BrainFailedFrame,
     CameraStillFrame,
     ClinicalStateFrame,
+    ClinicianJoinedFrame,
+    ClinicianLeftFrame,
     ClinicianRequestFrame,
     EscalationFrame,
+    EscalationResolvedFrame,
     SimilarCasesFrame,
+    SummaryRequestFrame,
 )
 from pipeline.metrics import ESCALATIONS_TOTAL, PREDICTION_CONFIDENCE
 
@@ -74,6 +79,8 @@ class SafetyProcessor(FrameProcessor):
         disclaimer_every_turns: int = 3,
         policy: Policy | None = None,
         malignant_share: float = 0.5,
+        reassure_every_s: float = 45.0,
+        repeat_emergency_after_s: float = 180.0,
     ) -> None:
         super().__init__()
         self._session_id = session_id
@@ -89,6 +96,11 @@ class SafetyProcessor(FrameProcessor):
         self._best_image: CameraImage | None = None
         self._transcript: list[tuple[str, str]] = []  # in memory only; redacted when stored
         self._escalation: Assessment | None = None
+        self._escalated_at = 0.0
+        self._clinician: str | None = None
+        self._waiting_task: asyncio.Task | None = None
+        self._reassure_every_s = reassure_every_s
+        self._repeat_emergency_after_s = repeat_emergency_after_s
         self._company_lines = 0
         self._pending = ""
         self._reply: list[str] = []
@@ -97,6 +109,11 @@ class SafetyProcessor(FrameProcessor):
     @property
     def escalation(self) -> Assessment | None:
         return self._escalation
+
+    async def cleanup(self) -> None:
+        if self._waiting_task is not None:
+            await self.cancel_task(self._waiting_task)
+        await super().cleanup()
 
     # --- frames -------------------------------------------------------------------------
 
@@ -114,10 +131,16 @@ class SafetyProcessor(FrameProcessor):
         elif isinstance(frame, TranscriptionFrame) and frame.finalized:
             await self.push_frame(frame, direction)
             self._transcript.append(("patient", frame.text))
-            if self._escalation:
+            if self._escalation and not self._clinician:
                 await self._keep_company()
         elif isinstance(frame, ClinicianRequestFrame):
             await self._escalate(Assessment.requested(frame.how))
+        elif isinstance(frame, ClinicianJoinedFrame):
+            await self._on_clinician_joined(frame.name)
+        elif isinstance(frame, SummaryRequestFrame):
+            await self._speak(f"Here is what the patient has told me. {spoken_summary(self._facts)}")
+        elif isinstance(frame, ClinicianLeftFrame):
+            await self._on_clinician_left(frame.name, frame.outcome)
         elif isinstance(frame, LLMFullResponseStartFrame):
             self._pending, self._reply, self._reply_started = "", [], time.monotonic()
             if not self._escalation:
@@ -206,6 +229,7 @@ class SafetyProcessor(FrameProcessor):
         if self._escalation:
             return
         self._escalation = assessment
+        self._escalated_at = time.monotonic()
         await self.broadcast_interruption()  # the agent stops mid-sentence
         level = assessment.level.value
         ESCALATIONS_TOTAL.labels(level=level).inc()
@@ -222,6 +246,8 @@ class SafetyProcessor(FrameProcessor):
             log.exception("could not persist escalation %s", record.id)  # what the patient hears already ran
         reasons = [reason.description for reason in assessment.reasons]
         await self.broadcast_frame(EscalationFrame, level=level, reasons=reasons, record=record.to_dict())
+        if not self._clinician:
+            self._waiting_task = self.create_task(self._reassure_while_waiting(), "reassure-while-waiting")
 
     def _record(self, assessment: Assessment, trigger: str) -> EscalationRecord:
         image = self._best_image
@@ -244,8 +270,44 @@ class SafetyProcessor(FrameProcessor):
     async def _keep_company(self) -> None:
         assert self._escalation is not None
         self._company_lines += 1
+        line = awaiting_clinician_message(self._company_lines, self._escalation.level, self._emergency_number)
+        waited = time.monotonic() - self._escalated_at
+        if waited >= self._repeat_emergency_after_s and self._escalation.level != Urgency.EMERGENCY:
+            line += f" If you feel worse while you wait, please call {self._emergency_number}."
+        await self._speak(line)
+
+    async def _reassure_while_waiting(self) -> None:
+        """While no clinician has joined, a word every so often: the patient is not forgotten."""
+        while self._escalation and not self._clinician:
+            await asyncio.sleep(self._reassure_every_s)
+            quiet_for = time.monotonic() - max(self._reply_started, self._escalated_at)
+            if self._escalation and not self._clinician and quiet_for >= self._reassure_every_s:
+                await self._keep_company()
+
+    # --- a clinician in the room ----------------------------------------------------------
+
+    async def _on_clinician_joined(self, name: str) -> None:
+        self._clinician = name
+        if self._waiting_task is not None:
+            await self.cancel_task(self._waiting_task)
+            self._waiting_task = None
+        await self.broadcast_interruption()
+        await self.push_frame(
+            RTVIServerMessageFrame(data={"type": "clinician", "status": "joined", "name": name})
+        )
+        await self._speak(f"{name} is joining now. I'll stay quiet while you talk.")
+
+    async def _on_clinician_left(self, name: str, outcome: str) -> None:
+        self._clinician = None
+        data = {"type": "clinician", "status": "left", "outcome": outcome}
+        await self.push_frame(RTVIServerMessageFrame(data=data))
+        if outcome == "ended":
+            await self._speak("Thank you for talking with us today. This session is ending now. Take care.")
+            return
+        self._escalation = None  # the clinician has seen the patient: the interview may go on
+        await self.push_frame(EscalationResolvedFrame(), FrameDirection.UPSTREAM)
         await self._speak(
-            awaiting_clinician_message(self._company_lines, self._escalation.level, self._emergency_number)
+            f"Thank you, {name}. I'm back with you. Is there anything else you'd like to tell me?"
         )
 
 

@@ -79,6 +79,8 @@ def agent_processors(
             emergency_number=settings.safety.emergency_number,
             channel=context.channel,
             disclaimer_every_turns=settings.safety.disclaimer_every_turns,
+            reassure_every_s=settings.clinician.reassure_every_s,
+            repeat_emergency_after_s=settings.clinician.repeat_emergency_after_s,
         ),
         make_tts(settings),
     ]

@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 from agent import pii
 from agent.backends import create_backend
 from configs.settings import Settings
+from media.rooms import Rooms
 from pipeline.host import SessionHost
 from pipeline.session import warm_up
 from web.webrtc_sessions import WebRTCSessions
@@ -38,7 +39,8 @@ def create_app(settings: Settings) -> Starlette:
     # Fail at start-up, not at the first patient, if the brain cannot be built.
     first_backend = create_backend(settings)
     host = SessionHost(settings)
-    sessions = WebRTCSessions(host)
+    rooms = Rooms()
+    sessions = WebRTCSessions(host, rooms)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -1,24 +1,30 @@
-"""Browser sessions: an SDP offer in, an answer out, and a patient session running behind it."""
+"""Browser sessions: an SDP offer in, an answer out, and a patient session (and its room) behind it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass
 
 from pipecat.transports.base_transport import TransportParams, VideoInSourceParams
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
+from media.rooms import Rooms
+from media.webrtc_patient import BrowserPatient
 from pipeline.host import LiveSession, SessionHost
+from pipeline.room_observer import RoomObserver
 from pipeline.session import INPUT_RATE
 
 OUTPUT_RATE = 24000
+CAMERA_FPS = 8  # enough for a clinician to watch; the agent's sampler looks far less often
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class BrowserSession:
+    session_id: str
     connection: SmallWebRTCConnection
     task: asyncio.Task | None = None
 
@@ -26,22 +32,26 @@ class BrowserSession:
 class WebRTCSessions:
     """Every live browser connection of this process, by peer-connection id."""
 
-    def __init__(self, host: SessionHost) -> None:
+    def __init__(self, host: SessionHost, rooms: Rooms) -> None:
         self._host = host
+        self._rooms = rooms
         self._sessions: dict[str, BrowserSession] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
 
     async def answer(self, sdp: str, sdp_type: str, pc_id: str | None = None) -> dict:
-        """Answer an offer: renegotiate a known connection or start a new session."""
+        """Answer an offer: renegotiate a known connection or start a new session.
+
+        The answer carries the session id, which names the patient's room.
+        """
         if pc_id and pc_id in self._sessions:
-            connection = self._sessions[pc_id].connection
-            await connection.renegotiate(sdp=sdp, type=sdp_type)
-            return connection.get_answer()
+            session = self._sessions[pc_id]
+            await session.connection.renegotiate(sdp=sdp, type=sdp_type)
+            return {**session.connection.get_answer(), "session_id": session.session_id}
         connection = SmallWebRTCConnection(ice_servers=[])
         await connection.initialize(sdp=sdp, type=sdp_type)
-        session = BrowserSession(connection=connection)
+        session = BrowserSession(session_id=uuid.uuid4().hex, connection=connection)
         self._sessions[connection.pc_id] = session
 
         @connection.event_handler("closed")
@@ -49,7 +59,7 @@ class WebRTCSessions:
             self._sessions.pop(_connection.pc_id, None)
 
         session.task = asyncio.create_task(self._run(session), name=f"webrtc-{connection.pc_id}")
-        return connection.get_answer()
+        return {**connection.get_answer(), "session_id": session.session_id}
 
     async def _run(self, session: BrowserSession) -> None:
         params = TransportParams(
@@ -58,11 +68,20 @@ class WebRTCSessions:
             audio_out_enabled=True,
             audio_out_sample_rate=OUTPUT_RATE,
             video_in_enabled=True,
-            video_in_sources={"camera": VideoInSourceParams(framerate=2)},
+            video_in_sources={"camera": VideoInSourceParams(framerate=CAMERA_FPS)},
         )
         transport = SmallWebRTCTransport(webrtc_connection=session.connection, params=params)
+        patient = BrowserPatient(session.connection)
+        room = self._rooms.open(session.session_id, patient, patient_rate=OUTPUT_RATE)
+
+        @transport.event_handler("on_client_connected")
+        async def _connected(_transport: SmallWebRTCTransport, _client: object) -> None:
+            patient.on_connected()
 
         def started(live: LiveSession) -> None:
+            room.attach_agent(live.worker)
+            live.worker.add_observer(RoomObserver(room, transport.input()))
+
             @transport.event_handler("on_client_disconnected")
             async def _gone(_transport: SmallWebRTCTransport, _client: object) -> None:
                 log.info("patient disconnected")
@@ -73,11 +92,13 @@ class WebRTCSessions:
                 transport,
                 transport_name="webrtc",
                 channel="video",
+                session_id=session.session_id,
                 output_rate=OUTPUT_RATE,
                 on_started=started,
             )
         finally:
             self._sessions.pop(session.connection.pc_id, None)
+            await self._rooms.close(session.session_id)
 
     async def close(self) -> None:
         for session in list(self._sessions.values()):

@@ -5,6 +5,8 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   start: $("start"), mute: $("mute"), stop: $("stop"), state: $("state"), error: $("error"),
   escalation: $("escalation"), preview: $("preview"), audio: $("agent-audio"), captions: $("captions"),
+  ask: $("ask-clinician"), clinicianStatus: $("clinician-status"), clinicianFigure: $("clinician-figure"),
+  clinicianVideo: $("clinician-video"), clinicianCaption: $("clinician-caption"),
 };
 const params = new URLSearchParams(location.search);
 // Tests feed a recorded voice as the microphone: browser voice processing would distort it.
@@ -14,6 +16,8 @@ let pc = null;
 let stream = null;
 let interim = null;   // the patient's caption being written
 let agentLine = null; // the agent's caption being written
+let room = null;      // {id, token}: this patient's own room, for its status and the clinician button
+let statusTimer = null;
 
 function setState(state, label) {
   ui.state.dataset.state = state;
@@ -67,11 +71,59 @@ function onMessage(event) {
   }
 }
 
+function showClinicianStatus(text) {
+  ui.clinicianStatus.textContent = text;
+  ui.clinicianStatus.hidden = !text;
+}
+
 function onServerMessage(data) {
-  if (data && data.type === "escalation") {
+  if (!data) return;
+  if (data.type === "escalation") {
     ui.escalation.textContent = data.message;
     ui.escalation.hidden = false;
+    ui.ask.disabled = true;
+    showClinicianStatus("A clinician has been asked to join. Please stay on this page.");
+    watchRoomStatus();
+  } else if (data.type === "clinician" && data.status === "joined") {
+    showClinicianStatus(`${data.name} has joined.`);
+    ui.clinicianCaption.textContent = data.name;
+    ui.clinicianFigure.hidden = false;
+  } else if (data.type === "clinician" && data.status === "left") {
+    ui.clinicianFigure.hidden = true;
+    if (data.outcome === "ended") {
+      showClinicianStatus("The clinician has ended the session.");
+      setState("closed", "Ended");
+      setTimeout(teardown, 8000); // let the goodbye play
+    } else {
+      showClinicianStatus("The clinician has handed you back to the assistant.");
+      ui.escalation.hidden = true;
+      ui.ask.disabled = false;
+    }
   }
+}
+
+function watchRoomStatus() {
+  // Until someone joins, say whether a clinician has picked up the request.
+  if (statusTimer || !room) return;
+  statusTimer = setInterval(async () => {
+    try {
+      const res = await fetch(`/api/room/${room.id}/status?token=${encodeURIComponent(room.token)}`);
+      if (!res.ok) return;
+      const status = await res.json();
+      if (status.status === "claimed" && status.clinician) {
+        showClinicianStatus(`${status.clinician} is on the way.`);
+      } else if (status.status !== "waiting") {
+        clearInterval(statusTimer); statusTimer = null;
+      }
+    } catch { /* the page keeps the last status */ }
+  }, 3000);
+}
+
+async function askForClinician() {
+  if (!room) return;
+  ui.ask.disabled = true;
+  const res = await fetch(`/api/room/${room.id}/clinician?token=${encodeURIComponent(room.token)}`, { method: "POST" });
+  if (!res.ok) { ui.ask.disabled = false; showError("Your request could not be sent. Please try again."); }
 }
 
 async function getMedia() {
@@ -127,10 +179,16 @@ async function start() {
   else pc.addTransceiver("video", { direction: "sendrecv" });
   pc.addTransceiver("video", { direction: "sendrecv" }); // screen share slot the server expects
 
-  pc.addEventListener("track", (e) => { if (e.track.kind === "audio") ui.audio.srcObject = new MediaStream([e.track]); });
+  pc.addEventListener("track", (e) => {
+    if (e.track.kind === "audio") ui.audio.srcObject = new MediaStream([e.track]);
+    else if (!ui.clinicianVideo.srcObject) ui.clinicianVideo.srcObject = new MediaStream([e.track]); // shown once a clinician joins
+  });
   pc.addEventListener("connectionstatechange", () => {
     const s = pc ? pc.connectionState : "closed";
-    if (s === "connected") { setState("connected", "Connected: speak whenever you are ready"); ui.mute.disabled = false; ui.stop.disabled = false; }
+    if (s === "connected") {
+      setState("connected", "Connected: speak whenever you are ready");
+      ui.mute.disabled = false; ui.stop.disabled = false; ui.ask.disabled = !room;
+    }
     if (s === "disconnected" || s === "failed") {
       setState(s, "Connection lost");
       showError("The connection to the assistant dropped. Check your internet connection and press Start talking to reconnect.");
@@ -146,7 +204,9 @@ async function start() {
       body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type }),
     });
     if (!res.ok) throw new Error(`server answered ${res.status}`);
-    await pc.setRemoteDescription(await res.json());
+    const answer = await res.json();
+    room = answer.session_id ? { id: answer.session_id, token: answer.room_token } : null;
+    await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });
   } catch (err) {
     setState("failed", "Could not connect");
     showError(`The assistant could not be reached (${err.message}). Please try again in a moment.`);
@@ -155,12 +215,16 @@ async function start() {
 }
 
 function teardown() {
+  if (statusTimer) { clearInterval(statusTimer); statusTimer = null; }
+  ui.clinicianFigure.hidden = true;
+  ui.ask.disabled = true;
   if (pc) { pc.close(); pc = null; }
   if (stream) { stream.getTracks().forEach((t) => t.stop()); stream = null; }
   ui.start.disabled = false; ui.mute.disabled = true; ui.stop.disabled = true;
 }
 
 ui.start.addEventListener("click", start);
+ui.ask.addEventListener("click", askForClinician);
 ui.stop.addEventListener("click", () => { teardown(); setState("closed", "Ended"); });
 ui.mute.addEventListener("click", () => {
   const track = stream && stream.getAudioTracks()[0];

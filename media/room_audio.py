@@ -1,0 +1,119 @@
+"""Audio plumbing of a room: rings that carry live audio between participants, and the tracks
+that play them.
+
+Every listener has its own ``AudioRing`` per source, at the listener's rate: a source pushes
+its audio into the rings of everyone who should hear it (resampled with soxr's streaming
+resampler, so chunk edges do not click), and the listener's track pulls the samples it
+needs every 10-20 ms, mixing its rings. A ring holds at most ``max_s`` seconds: a listener
+that falls behind loses the oldest audio rather than drifting further behind.
+"""
+
+from __future__ import annotations
+
+import fractions
+from collections.abc import Callable
+
+import av
+import numpy as np
+import soxr
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import AudioStreamTrack
+
+
+class AudioRing:
+    """Live audio for one listener from one source, at the listener's sample rate."""
+
+    def __init__(self, rate: int, max_s: float = 1.0) -> None:
+        self.rate = rate
+        self._max = int(rate * max_s)
+        self._buffer = np.zeros(0, dtype=np.int16)
+        self._resamplers: dict[int, soxr.ResampleStream] = {}
+
+    def push(self, samples: np.ndarray, rate: int) -> None:
+        """Add mono int16 ``samples`` recorded at ``rate``."""
+        if samples.size == 0:
+            return
+        if rate != self.rate:
+            stream = self._resamplers.get(rate)
+            if stream is None:
+                stream = self._resamplers[rate] = soxr.ResampleStream(rate, self.rate, 1, dtype="int16")
+            samples = stream.resample_chunk(samples)
+        self._buffer = np.concatenate([self._buffer, samples])[-self._max :]
+
+    def pull(self, count: int) -> np.ndarray:
+        """The next ``count`` samples, padded with silence when the source is quiet."""
+        out = np.zeros(count, dtype=np.int16)
+        taken = self._buffer[:count]
+        out[: taken.size] = taken
+        self._buffer = self._buffer[taken.size :]
+        return out
+
+    def __len__(self) -> int:
+        return int(self._buffer.size)
+
+
+def mix(*parts: np.ndarray) -> np.ndarray:
+    """Sum int16 signals of the same length without wrapping around."""
+    total = np.sum([part.astype(np.int32) for part in parts], axis=0)
+    return np.clip(total, -32768, 32767).astype(np.int16)
+
+
+def audio_frame(samples: np.ndarray, rate: int, pts: int) -> av.AudioFrame:
+    frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = rate
+    frame.pts = pts
+    frame.time_base = fractions.Fraction(1, rate)
+    return frame
+
+
+class RingMixTrack(AudioStreamTrack):
+    """An outgoing WebRTC audio track that plays the sum of some rings, paced in real time."""
+
+    def __init__(self, rings: list[AudioRing], rate: int = 48000) -> None:
+        super().__init__()
+        self._rings = rings
+        self._rate = rate
+
+    async def recv(self) -> av.AudioFrame:
+        # The parent paces 20 ms frames on the wall clock; we only replace its silence.
+        silence = await super().recv()
+        count = silence.samples
+        samples = (
+            mix(*(ring.pull(count) for ring in self._rings)) if self._rings else np.zeros(count, np.int16)
+        )
+        return audio_frame(samples, silence.sample_rate, silence.pts)
+
+
+class OverlayTrack(MediaStreamTrack):
+    """Wraps an outgoing audio track: adds a ring (another participant) and reports what it sent.
+
+    The agent's voice track keeps its own pacing; ``on_frame`` sees exactly what the patient
+    hears of the agent, in real time (barge-in included), so others can hear it too.
+    """
+
+    kind = "audio"
+
+    def __init__(
+        self,
+        inner: MediaStreamTrack,
+        overlay: AudioRing | None = None,
+        on_frame: Callable[[np.ndarray, int], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self._inner = inner
+        self.overlay = overlay
+        self._on_frame = on_frame
+
+    async def recv(self) -> av.AudioFrame:
+        frame = await self._inner.recv()
+        samples = frame.to_ndarray().reshape(-1).astype(np.int16)
+        if frame.layout.nb_channels > 1:
+            samples = samples.reshape(-1, frame.layout.nb_channels)[:, 0]
+        if self._on_frame is not None:
+            self._on_frame(samples, frame.sample_rate)
+        if self.overlay is None or len(self.overlay) == 0:
+            return frame
+        return audio_frame(mix(samples, self.overlay.pull(samples.size)), frame.sample_rate, frame.pts)
+
+    def stop(self) -> None:
+        super().stop()

@@ -1,0 +1,44 @@
+"""Every live room of this process, by session id: what the clinician console acts on."""
+
+from __future__ import annotations
+
+from media.room import PatientSide, Room, RoomError
+
+
+class Rooms:
+    def __init__(self) -> None:
+        self._rooms: dict[str, Room] = {}
+
+    def open(self, session_id: str, patient: PatientSide, *, patient_rate: int) -> Room:
+        room = Room(session_id, patient, patient_rate=patient_rate)
+        self._rooms[session_id] = room
+        return room
+
+    async def close(self, session_id: str) -> None:
+        room = self._rooms.pop(session_id, None)
+        if room is not None:
+            await room.close()
+
+    def get(self, session_id: str) -> Room:
+        room = self._rooms.get(session_id)
+        if room is None:
+            raise RoomError("the patient's session is no longer live")
+        return room
+
+    def is_live(self, session_id: str) -> bool:
+        return session_id in self._rooms
+
+    async def join(self, session_id: str, clinician_display_name: str, sdp: str, sdp_type: str) -> dict:
+        return await self.get(session_id).join(clinician_display_name, sdp, sdp_type)
+
+    async def request_summary(self, session_id: str) -> None:
+        await self.get(session_id).request_summary()
+
+    async def request_clinician(self, session_id: str) -> None:
+        await self.get(session_id).request_clinician()
+
+    async def hand_back(self, session_id: str) -> None:
+        await self.get(session_id).hand_back()
+
+    async def end(self, session_id: str) -> None:
+        await self.get(session_id).end()
