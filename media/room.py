@@ -109,7 +109,7 @@ class Room:
         )
         answer = await peer.answer(sdp, sdp_type)
         self._clinician, self.clinician_name = peer, name
-        await self.tell_agent(ClinicianJoinedFrame(name=name))
+        await self.tell_agent(ClinicianJoinedFrame(clinician=name))
         log.info("clinician joined the room")
         return answer
 
@@ -138,7 +138,7 @@ class Room:
             await self._clinician.close()
         self._clinician, self.clinician_name = None, None
         self._patient.show_video(None)
-        await self.tell_agent(ClinicianLeftFrame(name=name, outcome=outcome))
+        await self.tell_agent(ClinicianLeftFrame(clinician=name, outcome=outcome))
         log.info("clinician left the room: %s", outcome)
 
     async def close(self) -> None:

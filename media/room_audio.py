@@ -10,14 +10,16 @@ that falls behind loses the oldest audio rather than drifting further behind.
 
 from __future__ import annotations
 
+import asyncio
 import fractions
+import time
 from collections.abc import Callable
 
 import av
 import numpy as np
 import soxr
 from aiortc import MediaStreamTrack
-from aiortc.mediastreams import AudioStreamTrack
+from aiortc.mediastreams import AUDIO_PTIME, MediaStreamError
 
 
 class AudioRing:
@@ -66,22 +68,30 @@ def audio_frame(samples: np.ndarray, rate: int, pts: int) -> av.AudioFrame:
     return frame
 
 
-class RingMixTrack(AudioStreamTrack):
-    """An outgoing WebRTC audio track that plays the sum of some rings, paced in real time."""
+class RingMixTrack(MediaStreamTrack):
+    """An outgoing WebRTC audio track playing the sum of some rings, 20 ms at a time, in real time."""
+
+    kind = "audio"
 
     def __init__(self, rings: list[AudioRing], rate: int = 48000) -> None:
         super().__init__()
         self._rings = rings
         self._rate = rate
+        self._start: float | None = None
+        self._sent = 0  # samples
 
     async def recv(self) -> av.AudioFrame:
-        # The parent paces 20 ms frames on the wall clock; we only replace its silence.
-        silence = await super().recv()
-        count = silence.samples
-        samples = (
-            mix(*(ring.pull(count) for ring in self._rings)) if self._rings else np.zeros(count, np.int16)
-        )
-        return audio_frame(samples, silence.sample_rate, silence.pts)
+        if self.readyState != "live":
+            raise MediaStreamError
+        count = int(self._rate * AUDIO_PTIME)
+        if self._start is None:
+            self._start = time.monotonic()
+        await asyncio.sleep(max(0.0, self._start + self._sent / self._rate - time.monotonic()))
+        pulled = [ring.pull(count) for ring in self._rings]
+        samples = mix(*pulled) if pulled else np.zeros(count, np.int16)
+        frame = audio_frame(samples, self._rate, self._sent)
+        self._sent += count
+        return frame
 
 
 class OverlayTrack(MediaStreamTrack):

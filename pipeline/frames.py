@@ -45,14 +45,14 @@ class ClinicianRequestFrame(SystemFrame):
 class ClinicianJoinedFrame(SystemFrame):
     """A clinician has joined the patient's room: the agent announces them, then stays quiet."""
 
-    name: str = "the clinician"
+    clinician: str = "the clinician"  # the display name (a frame's own ``name`` is taken)
 
 
 @dataclass
 class ClinicianLeftFrame(SystemFrame):
     """The clinician left: ``handed_back`` (the agent carries on) or ``ended`` (goodbye)."""
 
-    name: str = "the clinician"
+    clinician: str = "the clinician"
     outcome: str = "handed_back"
 
 

@@ -136,11 +136,11 @@ class SafetyProcessor(FrameProcessor):
         elif isinstance(frame, ClinicianRequestFrame):
             await self._escalate(Assessment.requested(frame.how))
         elif isinstance(frame, ClinicianJoinedFrame):
-            await self._on_clinician_joined(frame.name)
+            await self._on_clinician_joined(frame.clinician)
         elif isinstance(frame, SummaryRequestFrame):
             await self._speak(f"Here is what the patient has told me. {spoken_summary(self._facts)}")
         elif isinstance(frame, ClinicianLeftFrame):
-            await self._on_clinician_left(frame.name, frame.outcome)
+            await self._on_clinician_left(frame.clinician, frame.outcome)
         elif isinstance(frame, LLMFullResponseStartFrame):
             self._pending, self._reply, self._reply_started = "", [], time.monotonic()
             if not self._escalation:

@@ -22,8 +22,12 @@ from pipeline.frames import (
     AgentUtteranceFrame,
     BrainFailedFrame,
     ClinicalStateFrame,
+    ClinicianJoinedFrame,
+    ClinicianLeftFrame,
     ClinicianRequestFrame,
     EscalationFrame,
+    EscalationResolvedFrame,
+    SummaryRequestFrame,
 )
 from pipeline.safety import SafetyProcessor
 
@@ -136,3 +140,74 @@ async def test_no_escalation_without_a_red_flag(tmp_path: Path) -> None:
     down, _ = await run_test(safety(tmp_path), frames_to_send=[state("I have an itchy rash, no fever.")])
     assert not any(isinstance(f, EscalationFrame) for f in down)
     assert not (tmp_path / "esc").exists()
+
+
+async def test_the_agent_announces_the_clinician_then_stays_quiet(tmp_path: Path) -> None:
+    down, _ = await run_test(
+        safety(tmp_path),
+        frames_to_send=[
+            state("My mole is bleeding."),
+            SleepFrame(sleep=0.1),
+            ClinicianJoinedFrame(clinician="Dr. Okafor"),
+            SleepFrame(sleep=0.1),
+            patient("Is it serious, doctor?"),
+            *reply("It looks like melanoma."),
+        ],
+    )
+    said = spoken(down)
+    after_join = said[said.index("Dr. Okafor is joining now") :]
+    assert "stay quiet" in after_join
+    assert "melanoma" not in after_join and "clinician has been alerted" not in after_join
+    assert any(
+        isinstance(f, RTVIServerMessageFrame)
+        and f.data == {"type": "clinician", "status": "joined", "name": "Dr. Okafor"}
+        for f in down
+    )
+
+
+async def test_a_summary_on_request_and_the_interview_resumes_after_hand_back(tmp_path: Path) -> None:
+    down, up = await run_test(
+        safety(tmp_path),
+        frames_to_send=[
+            state("I have a mole on my back that is bleeding."),
+            SleepFrame(sleep=0.1),
+            ClinicianJoinedFrame(clinician="Dr. Okafor"),
+            SummaryRequestFrame(),
+            SleepFrame(sleep=0.1),
+            ClinicianLeftFrame(clinician="Dr. Okafor", outcome="handed_back"),
+            SleepFrame(sleep=0.1),
+            *reply("Is there anything else?"),
+        ],
+    )
+    said = spoken(down)
+    assert "Here is what the patient has told me" in said and "Site: back." in said
+    assert "Thank you, Dr. Okafor. I'm back with you" in said
+    assert "Is there anything else?" in said  # the brain is heard again
+    assert any(isinstance(f, EscalationResolvedFrame) for f in up)
+
+
+async def test_ending_the_session_says_goodbye(tmp_path: Path) -> None:
+    down, _ = await run_test(
+        safety(tmp_path),
+        frames_to_send=[
+            state("My lips are swelling."),
+            SleepFrame(sleep=0.1),
+            ClinicianJoinedFrame(clinician="Dr. Okafor"),
+            SleepFrame(sleep=0.1),
+            ClinicianLeftFrame(clinician="Dr. Okafor", outcome="ended"),
+        ],
+    )
+    assert "This session is ending now" in spoken(down)
+
+
+async def test_a_waiting_patient_is_reassured_and_given_the_emergency_advice_after_a_long_wait(
+    tmp_path: Path,
+) -> None:
+    down, _ = await run_test(
+        safety(tmp_path, reassure_every_s=0.2, repeat_emergency_after_s=0.5, emergency_number="999"),
+        frames_to_send=[state("My mole is bleeding."), SleepFrame(sleep=1.0)],
+    )
+    company = [f.text for f in down if isinstance(f, AgentUtteranceFrame) and "clinician" in f.text][1:]
+    assert len(company) >= 3  # the escalation message, then lines every 0.2 s of quiet
+    assert not any("999" in line for line in company[:1])
+    assert any("call 999" in line for line in company)
