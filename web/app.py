@@ -1,4 +1,4 @@
-"""The Starlette app: the patient page, WebRTC signalling, health and metrics."""
+"""The Starlette app: the patient page, WebRTC signalling, the clinician console, health and metrics."""
 
 from __future__ import annotations
 
@@ -18,10 +18,16 @@ from starlette.staticfiles import StaticFiles
 
 from agent import pii
 from agent.backends import create_backend
+from agent.escalation import EscalationStore
 from configs.settings import Settings
 from media.rooms import Rooms
 from pipeline.host import SessionHost
+from pipeline.observers import EscalationObserver
 from pipeline.session import warm_up
+from web.audit import AuditLog
+from web.auth import Auth
+from web.clinician import clinician_routes
+from web.queue import EscalationQueue
 from web.webrtc_sessions import WebRTCSessions
 
 STATIC = Path(__file__).parent / "static"
@@ -38,7 +44,11 @@ def app_version() -> str:
 def create_app(settings: Settings) -> Starlette:
     # Fail at start-up, not at the first patient, if the brain cannot be built.
     first_backend = create_backend(settings)
+    auth = Auth(settings)
+    audit = AuditLog.from_settings(settings)
+    queue = EscalationQueue(EscalationStore(settings.path(settings.escalations_dir)))
     host = SessionHost(settings)
+    host.add_observer_factory(lambda _live: EscalationObserver(queue.add))  # escalations reach the console
     rooms = Rooms()
     sessions = WebRTCSessions(host, rooms)
 
@@ -53,6 +63,7 @@ def create_app(settings: Settings) -> Starlette:
         log.info("server ready: env=%s backend=%s", settings.app_env, settings.model_backend)
         yield
         await sessions.close()
+        await queue.close()
 
     async def index(_request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
@@ -64,7 +75,8 @@ def create_app(settings: Settings) -> Starlette:
         except (ValueError, KeyError, TypeError):
             return JSONResponse({"error": "expected JSON with 'sdp' and 'type'"}, status_code=400)
         answer = await sessions.answer(sdp, sdp_type, body.get("pc_id"))
-        return JSONResponse(answer)
+        # The patient's key to their own room (its status, the clinician button), and no other.
+        return JSONResponse({**answer, "room_token": auth.issue_patient_token(answer["session_id"])})
 
     async def health(_request: Request) -> Response:
         return JSONResponse(
@@ -86,6 +98,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/api/offer", offer, methods=["POST"]),
             Route("/health", health),
             Route("/metrics", metrics),
+            *clinician_routes(settings, auth, queue, audit, rooms),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         lifespan=lifespan,

@@ -1,0 +1,114 @@
+"""The audit log: one entry per clinician action, with who, when and which, and no patient words."""
+
+from __future__ import annotations
+
+import stat
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from agent.escalation import EscalationRecord
+from tests.web.test_clinician_routes import OFFER, PASSWORD, api, build_console, sign_in
+from web.audit import AuditEvent, AuditLog
+
+PATIENT_NAME = "Marisol Quintana-Abernathy"
+PATIENT_PHONE = "+1 415 555 0199"
+PATIENT_WORDS = "the blister on my left calf started weeping yesterday"
+
+
+def personal_escalation() -> EscalationRecord:
+    """A record carrying text that must never reach the audit log (as if redaction had missed it)."""
+    return EscalationRecord.create(
+        session_id="room-a",
+        level="emergency",
+        reasons=["Rapidly spreading blistering rash"],
+        rule_ids=["blistering_spreading"],
+        summary=f"{PATIENT_NAME} reports {PATIENT_WORDS}.",
+        transcript=[("patient", f"I'm {PATIENT_NAME}, call me on {PATIENT_PHONE}: {PATIENT_WORDS}")],
+    )
+
+
+async def test_every_clinician_action_leaves_an_entry_with_who_when_and_which(tmp_path: Path) -> None:
+    console = build_console(tmp_path)
+    record = personal_escalation()
+    await console.queue.add(record)
+    token_for_b = console.auth.issue_patient_token("room-b")
+    async with console.client() as ada, console.client() as grace, console.client() as patient:
+        await ada.post("/clinician/login", json={"username": "ada", "password": "wrong password here"})
+        headers = await sign_in(ada)
+        grace_headers = await sign_in(grace, "grace")
+        await ada.post(api(record, "claim"), headers=headers)
+        await grace.post(api(record, "claim"), headers=grace_headers)
+        await ada.post(api(record, "join"), headers=headers, json=OFFER)
+        await ada.post(api(record, "summary"), headers=headers)
+        await ada.post(api(record, "hand-back"), headers=headers)
+        await ada.post(api(record, "join"), headers=headers, json=OFFER)
+        await ada.post(api(record, "end"), headers=headers, json={"outcome": "emergency_services"})
+        await ada.post("/clinician/logout", headers=headers)
+        await patient.post(f"/api/room/room-a/clinician?token={token_for_b}")
+    await console.queue.close()
+
+    entries = console.audit.entries()
+    assert [(e["event"], e["clinician"]) for e in entries] == [
+        ("sign_in_failed", "ada"),
+        ("sign_in", "ada"),
+        ("sign_in", "grace"),
+        ("claim", "ada"),
+        ("claim_conflict", "grace"),
+        ("join", "ada"),
+        ("summary_requested", "ada"),
+        ("hand_back", "ada"),
+        ("join", "ada"),
+        ("end", "ada"),
+        ("sign_out", "ada"),
+        ("patient_token_rejected", None),
+    ]
+    for entry in entries[3:11]:
+        if entry["event"] != "sign_out":
+            assert entry["escalation_id"] == record.id and entry["session_id"] == "room-a"
+    assert entries[9]["code"] == "emergency_services"
+    assert entries[0]["code"] == "wrong_credentials"
+    assert entries[-1]["session_id"] == "room-a" and entries[-1]["escalation_id"] is None
+    for entry in entries:
+        assert (
+            entry["time"].endswith("Z")
+            and datetime.fromisoformat(entry["time"]).utcoffset().total_seconds() == 0
+        )
+
+
+async def test_no_patient_words_names_or_numbers_reach_the_audit_log(tmp_path: Path) -> None:
+    console = build_console(tmp_path)
+    record = personal_escalation()
+    await console.queue.add(record)
+    async with console.client() as ada, console.client() as somebody:
+        # A patient's name typed as a username is not a staff name: it is not recorded either.
+        await somebody.post("/clinician/login", json={"username": PATIENT_NAME, "password": PASSWORD})
+        headers = await sign_in(ada)
+        await ada.post(api(record, "claim"), headers=headers)
+        await ada.post(api(record, "join"), headers=headers, json=OFFER)
+        await ada.post(api(record, "end"), headers=headers)
+    await console.queue.close()
+
+    written = console.audit.path.read_text()
+    assert len(console.audit.entries()) == 5
+    for secret in (PATIENT_NAME, "Quintana", PATIENT_PHONE, "555 0199", "blister", "weeping", record.summary):
+        assert secret.lower() not in written.lower()
+    for turn in record.transcript:
+        assert turn["text"] not in written
+
+
+def test_the_log_only_grows_and_only_its_owner_can_read_it(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "audit.log"
+    AuditLog(path).record(AuditEvent.SIGN_IN, clinician="ada")
+    AuditLog(path).record(AuditEvent.SIGN_OUT, clinician="ada")  # as after a restart
+
+    assert [e["event"] for e in AuditLog(path).entries()] == ["sign_in", "sign_out"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_an_entry_cannot_carry_free_text(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.log")
+    with pytest.raises(ValueError, match="unknown audit code"):
+        log.record(AuditEvent.END, clinician="ada", code=f"spoke with {PATIENT_NAME}")
+    assert log.entries() == []

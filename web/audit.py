@@ -1,0 +1,98 @@
+"""The clinician audit log: who did what to which escalation, and when; append-only JSON lines.
+
+An entry holds the UTC time, the event, the clinician's username (staff, not patient data), the
+escalation and session ids and, for some events, a short code (an outcome, a refusal reason).
+It never holds what a patient said, their name or their number: entries are built from those
+fields only, and a code must be one of ``CODES``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from configs.settings import Settings
+
+
+class AuditEvent(StrEnum):
+    SIGN_IN = "sign_in"
+    SIGN_IN_FAILED = "sign_in_failed"
+    SIGN_OUT = "sign_out"
+    CLAIM = "claim"
+    CLAIM_CONFLICT = "claim_conflict"
+    RELEASE = "release"
+    JOIN = "join"
+    SUMMARY_REQUESTED = "summary_requested"
+    HAND_BACK = "hand_back"
+    END = "end"
+    CSRF_REFUSED = "csrf_refused"
+    PATIENT_REQUESTED_CLINICIAN = "patient_requested_clinician"
+    PATIENT_TOKEN_REJECTED = "patient_token_rejected"
+
+
+# Codes an entry may carry: why a sign-in failed, how an escalation ended.
+CODES = frozenset(
+    {
+        "wrong_credentials",
+        "rate_limited",
+        "no_accounts",
+        "completed",
+        "referred",
+        "emergency_services",
+        "patient_left",
+    }
+)
+
+
+class AuditLog:
+    """Appends one JSON line per event to ``path`` (created 0600 with its folder)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AuditLog:
+        return cls(settings.path(settings.clinician.audit_log))
+
+    def record(
+        self,
+        event: AuditEvent,
+        *,
+        clinician: str | None = None,
+        escalation_id: str | None = None,
+        session_id: str | None = None,
+        code: str | None = None,
+    ) -> dict[str, Any]:
+        """Append an entry and return it."""
+        if code is not None and code not in CODES:
+            raise ValueError(f"unknown audit code {code!r}")
+        entry: dict[str, Any] = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "event": AuditEvent(event).value,
+            "clinician": clinician,
+            "escalation_id": escalation_id,
+            "session_id": session_id,
+        }
+        if code is not None:
+            entry["code"] = code
+        line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        return entry
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every entry so far, oldest first."""
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
