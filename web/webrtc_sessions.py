@@ -27,6 +27,7 @@ class BrowserSession:
     session_id: str
     connection: SmallWebRTCConnection
     task: asyncio.Task | None = None
+    live: LiveSession | None = None
 
 
 class WebRTCSessions:
@@ -79,6 +80,7 @@ class WebRTCSessions:
             patient.on_connected()
 
         def started(live: LiveSession) -> None:
+            session.live = live
             room.attach_agent(live.worker)
             live.worker.add_observer(RoomObserver(room, transport.input()))
 
@@ -100,9 +102,16 @@ class WebRTCSessions:
             self._sessions.pop(session.connection.pc_id, None)
             await self._rooms.close(session.session_id)
 
-    async def close(self) -> None:
-        for session in list(self._sessions.values()):
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """End every session: each pipeline is cancelled cleanly, then its connection closed."""
+        sessions = list(self._sessions.values())
+        for session in sessions:
+            if session.live is not None:
+                await session.live.worker.cancel()
             await session.connection.disconnect()
-            if session.task is not None:
-                session.task.cancel()
+        tasks = [s.task for s in sessions if s.task is not None]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+            for task in pending:
+                task.cancel()
         self._sessions.clear()
