@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pipecat.observers.base_observer import BaseObserver
 from pipecat.pipeline.worker import PipelineWorker
@@ -24,6 +25,9 @@ from configs.settings import Settings
 from pipeline.metrics import ACTIVE_SESSIONS, SESSIONS_TOTAL
 from pipeline.observers import VoiceLatencyObserver
 from pipeline.session import SessionContext, make_worker, patient_session, run_worker
+
+if TYPE_CHECKING:
+    from rag.retrieval import CaseSearch
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +50,7 @@ class SessionHost:
         settings: Settings,
         *,
         make_backend: Callable[[], BrainBackend] | None = None,
-        retriever: object | None = None,
+        retriever: CaseSearch | None = None,
         observer_factories: list[ObserverFactory] | None = None,
     ) -> None:
         self.settings = settings

@@ -33,6 +33,7 @@ from media.images import ImageInputError, load_still
 from pipeline.observers import TranscriptObserver, VoiceLatencyObserver
 from pipeline.result import build_result
 from pipeline.session import INPUT_RATE, SessionContext, make_worker, patient_session, run_worker, warm_up
+from rag.retrieval import Retriever
 
 OUTPUT_RATE = 16000
 log = logging.getLogger("pipeline.replay")
@@ -78,7 +79,11 @@ async def run_replay(
         transport = FileReplayTransport(turns, input_rate=INPUT_RATE, output_rate=OUTPUT_RATE, image=still)
         transcript, latency = TranscriptObserver(), VoiceLatencyObserver()
         # Without a photo the replayed patient has no camera: the agent asks for a description.
-        context = SessionContext(session_id=session_id, channel="video" if still else "audio")
+        context = SessionContext(
+            session_id=session_id,
+            channel="video" if still else "audio",
+            retriever=Retriever.from_settings(settings),  # similar cases, when an index is on disk
+        )
         worker = make_worker(
             transport,
             patient_session(settings, backend, context),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 from pipecat.audio.vad.silero import SileroVADAnalyzer
@@ -33,6 +34,9 @@ from pipeline.safety import SafetyProcessor
 from pipeline.transcriber import shared_transcriber
 from pipeline.triage import TriageProcessor
 
+if TYPE_CHECKING:
+    from rag.retrieval import CaseSearch
+
 INPUT_RATE = 16000
 VAD_STOP_S = 0.2
 
@@ -43,7 +47,7 @@ class SessionContext:
 
     session_id: str
     channel: str = "video"  # video (camera possible) | audio (phone)
-    retriever: object | None = None  # rag.retrieval.Retriever, when an index is available
+    retriever: CaseSearch | None = None  # similar SCIN cases (rag.retrieval.Retriever)
 
 
 def make_tts(settings: Settings) -> PiperTTSService:

@@ -26,5 +26,9 @@ def speak(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Development settings with escalation records kept inside the test's directory."""
-    return load_settings(escalations_dir=tmp_path / "escalations")
+    """Development settings that write only inside the test's directory (no index, no accounts)."""
+    return load_settings(
+        escalations_dir=tmp_path / "escalations",
+        vector_store_dir=tmp_path / "chroma",
+        clinician={"accounts_file": tmp_path / "clinicians.json", "audit_log": tmp_path / "audit.log"},
+    )

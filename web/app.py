@@ -24,6 +24,7 @@ from media.rooms import Rooms
 from pipeline.host import SessionHost
 from pipeline.observers import EscalationObserver
 from pipeline.session import warm_up
+from rag.retrieval import Retriever
 from web.audit import AuditLog
 from web.auth import Auth
 from web.clinician import clinician_routes
@@ -47,7 +48,8 @@ def create_app(settings: Settings) -> Starlette:
     auth = Auth(settings)
     audit = AuditLog.from_settings(settings)
     queue = EscalationQueue(EscalationStore(settings.path(settings.escalations_dir)))
-    host = SessionHost(settings)
+    retriever = Retriever.from_settings(settings)
+    host = SessionHost(settings, retriever=retriever)
     host.add_observer_factory(lambda _live: EscalationObserver(queue.add))  # escalations reach the console
     rooms = Rooms()
     sessions = WebRTCSessions(host, rooms)
@@ -56,6 +58,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         warm_up(settings)
         pii.warm_up()
+        await asyncio.to_thread(retriever.warm)
         # A model backend pays its first-call costs (loading, compiling) before the first patient.
         backend_warm_up = getattr(first_backend, "warm_up", None)
         if backend_warm_up is not None:
@@ -86,6 +89,7 @@ def create_app(settings: Settings) -> Starlette:
                 "version": app_version(),
                 "backend": settings.model_backend,
                 "active_sessions": len(host),
+                "retrieval": retriever.status(),
             }
         )
 

@@ -14,6 +14,8 @@ def test_health_says_ok_with_environment_and_version(settings: Settings) -> None
     assert body["status"] == "ok"
     assert body["env"] == "development"
     assert body["version"] == "0.1.0"
+    assert body["retrieval"]["index"] == "missing"  # says what is missing rather than failing
+    assert body["retrieval"]["text_model"] == "ready"
 
 
 def test_metrics_expose_latency_histogram_and_active_sessions(settings: Settings) -> None:
