@@ -68,7 +68,10 @@ class EscalationResolvedFrame(SystemFrame):
 
 @dataclass
 class BrainFailedFrame(ControlFrame):
-    """The brain errored, timed out or produced nothing; the safety processor escalates."""
+    """The brain (or the speech recognition feeding it) errored, timed out or produced nothing.
+
+    The safety processor turns it into an escalation: the agent never falls silent.
+    """
 
     reason: str = "brain failure"
 

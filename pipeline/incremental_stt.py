@@ -43,6 +43,8 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.utils.time import time_now_iso8601
 
+from pipeline.frames import BrainFailedFrame
+
 PATIENT = "patient"
 log = logging.getLogger(__name__)
 
@@ -152,7 +154,8 @@ class IncrementalWhisperSTT(FrameProcessor):
         self._passes.append(self.create_task(self._transcribe_after(previous, phrase), "stt-pass"))
 
     async def _transcribe_after(self, previous: asyncio.Task[str] | None, phrase: np.ndarray) -> str:
-        prompt = await previous if previous is not None else ""
+        # Shielded: a cancelled turn timer awaiting a pass must not cancel the pass itself.
+        prompt = await asyncio.shield(previous) if previous is not None else ""
         text = await self._transcriber.transcribe_async(phrase, prompt=prompt[-200:])
         return f"{prompt} {text}".strip()
 
@@ -168,12 +171,19 @@ class IncrementalWhisperSTT(FrameProcessor):
         paused_at = time.monotonic()
         wait = self._unsure_wait_s
         state = None
-        if self._end_of_turn is not None:
-            state, _metrics = await self._end_of_turn.analyze_end_of_turn()
-            if state == EndOfTurnState.COMPLETE:
-                wait = self._complete_wait_s
-        await asyncio.sleep(max(0.0, paused_at + wait - time.monotonic()))
-        text = await self._passes[-1] if self._passes else ""
+        failure = ""
+        try:
+            if self._end_of_turn is not None:
+                state, _metrics = await self._end_of_turn.analyze_end_of_turn()
+                if state == EndOfTurnState.COMPLETE:
+                    wait = self._complete_wait_s
+            await asyncio.sleep(max(0.0, paused_at + wait - time.monotonic()))
+            text = await asyncio.shield(self._passes[-1]) if self._passes else ""
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the turn must end, and the failure be heard
+            log.error("speech recognition failed: %s", type(exc).__name__)
+            text, failure = "", f"speech recognition failed ({type(exc).__name__})"
         log.debug(
             "patient turn ended %.0f ms after the pause (end of turn: %s, %d passes)",
             (time.monotonic() - paused_at) * 1000,
@@ -188,6 +198,8 @@ class IncrementalWhisperSTT(FrameProcessor):
                 text=text, user_id=PATIENT, timestamp=time_now_iso8601(), finalized=True
             )
             await self.push_frame(frame)
+        if failure:
+            await self.push_frame(BrainFailedFrame(reason=failure))  # the safety processor escalates
         await self.broadcast_frame(UserStoppedSpeakingFrame)
 
     async def _abandon_turn(self) -> None:

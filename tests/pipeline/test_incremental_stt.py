@@ -19,6 +19,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.tests.utils import SleepFrame, run_test
 
+from pipeline.frames import BrainFailedFrame
 from pipeline.incremental_stt import IncrementalWhisperSTT
 
 
@@ -128,3 +129,45 @@ async def test_a_click_is_not_a_turn() -> None:
     )
     assert fake.calls == []
     assert of_type(down, TranscriptionFrame) == []
+
+
+async def test_resuming_while_the_turn_waits_for_a_pass_keeps_every_word() -> None:
+    # The pass is slow (0.4 s); the turn timer gives up waiting after 0.1 s of silence and is
+    # waiting on the pass when the patient speaks again. The pass must survive that.
+    fake = FakeTranscriber(["My arm itches", "and it is spreading."], delay_s=0.4)
+    stt = IncrementalWhisperSTT(fake, turn_stop_s=0.3, vad_stop_s=0.2)
+    down, _ = await run_test(
+        stt,
+        frames_to_send=[
+            VADUserStartedSpeakingFrame(),
+            *speech(1.0),
+            VADUserStoppedSpeakingFrame(),
+            SleepFrame(sleep=0.2),
+            VADUserStartedSpeakingFrame(),
+            *speech(1.0),
+            VADUserStoppedSpeakingFrame(),
+            SleepFrame(sleep=1.2),
+        ],
+    )
+    finals = of_type(down, TranscriptionFrame)
+    assert [f.text for f in finals] == ["My arm itches and it is spreading."]
+    assert len(of_type(down, UserStoppedSpeakingFrame)) == 1
+
+
+async def test_a_failing_recogniser_ends_the_turn_and_fails_safe() -> None:
+    class Broken(FakeTranscriber):
+        async def transcribe_async(self, samples: np.ndarray, prompt: str = "") -> str:
+            raise RuntimeError("ctranslate2 crashed")
+
+    stt = IncrementalWhisperSTT(Broken([]), turn_stop_s=0.3, vad_stop_s=0.2)
+    down, _ = await run_test(
+        stt,
+        frames_to_send=[
+            VADUserStartedSpeakingFrame(),
+            *speech(0.5),
+            VADUserStoppedSpeakingFrame(),
+            SleepFrame(0.5),
+        ],
+    )
+    assert [f.reason for f in of_type(down, BrainFailedFrame)] == ["speech recognition failed (RuntimeError)"]
+    assert len(of_type(down, UserStoppedSpeakingFrame)) == 1  # the turn ended: the agent is not stuck

@@ -19,7 +19,7 @@ from media.file_transport import FileReplayTransport
 from pipeline.observers import TranscriptObserver
 from pipeline.replay import load_turns, main, run_replay
 from pipeline.result import build_result
-from pipeline.session import INPUT_RATE, SessionContext, make_worker, patient_session, run_worker
+from pipeline.session import INPUT_RATE, SessionContext, make_worker, patient_session, run_worker, warm_up
 
 pytestmark = pytest.mark.slow
 
@@ -77,6 +77,7 @@ async def test_a_red_flag_escalates_mid_conversation_without_leaking_the_name(
 async def test_talking_over_the_agent_stops_it_at_once(
     speak: Callable[..., Path], settings: Settings
 ) -> None:
+    warm_up(settings)  # as the server does at start: the first turn pays no loading costs
     [turn] = load_turns([speak("Sorry to interrupt, I have a rash on my arm.", tail_s=0.5)])
     turn.barge_in_after_s = 2.0  # two seconds into the greeting
     transport = FileReplayTransport([turn], input_rate=INPUT_RATE, output_rate=16000)
