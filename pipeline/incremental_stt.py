@@ -91,6 +91,7 @@ class IncrementalWhisperSTT(FrameProcessor):
         self._phrase_start = 0  # byte offset where the next phrase begins
         self._passes: list[asyncio.Task[str]] = []
         self._turn_timer: asyncio.Task | None = None
+        self._recognition_failure = ""
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -155,8 +156,13 @@ class IncrementalWhisperSTT(FrameProcessor):
 
     async def _transcribe_after(self, previous: asyncio.Task[str] | None, phrase: np.ndarray) -> str:
         # Shielded: a cancelled turn timer awaiting a pass must not cancel the pass itself.
-        prompt = await asyncio.shield(previous) if previous is not None else ""
-        text = await self._transcriber.transcribe_async(phrase, prompt=prompt[-200:])
+        prompt = (await asyncio.shield(previous) if previous is not None else "") or ""
+        try:
+            text = await self._transcriber.transcribe_async(phrase, prompt=prompt[-200:])
+        except Exception as exc:  # noqa: BLE001 - noted here, acted on when the turn ends
+            log.error("speech recognition failed: %s", type(exc).__name__)
+            self._recognition_failure = f"speech recognition failed ({type(exc).__name__})"
+            return prompt
         return f"{prompt} {text}".strip()
 
     async def _push_interim(self) -> None:
@@ -171,19 +177,19 @@ class IncrementalWhisperSTT(FrameProcessor):
         paused_at = time.monotonic()
         wait = self._unsure_wait_s
         state = None
-        failure = ""
         try:
             if self._end_of_turn is not None:
                 state, _metrics = await self._end_of_turn.analyze_end_of_turn()
                 if state == EndOfTurnState.COMPLETE:
                     wait = self._complete_wait_s
             await asyncio.sleep(max(0.0, paused_at + wait - time.monotonic()))
-            text = await asyncio.shield(self._passes[-1]) if self._passes else ""
+            text = (await asyncio.shield(self._passes[-1]) if self._passes else "") or ""
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the turn must end, and the failure be heard
-            log.error("speech recognition failed: %s", type(exc).__name__)
-            text, failure = "", f"speech recognition failed ({type(exc).__name__})"
+            log.error("end of turn failed: %s", type(exc).__name__)
+            text, self._recognition_failure = "", f"speech recognition failed ({type(exc).__name__})"
+        failure = self._recognition_failure
         log.debug(
             "patient turn ended %.0f ms after the pause (end of turn: %s, %d passes)",
             (time.monotonic() - paused_at) * 1000,
