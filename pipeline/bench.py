@@ -1,6 +1,7 @@
 """Voice-to-voice latency benchmark: this pipeline against a stock-pipecat baseline, same audio.
 
     python -m pipeline.bench --turns 20 --json
+    python -m pipeline.bench --phone --turns 20 --json   # browser path vs phone path (G.711, RTP)
 
 Patient turns are synthesised once with the offline Piper voice and replayed in real time
 through each pipeline (same brain, same models); latency is measured at the transport, from
@@ -127,9 +128,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--phone", action="store_true", help="the browser path against the phone path")
     args = parser.parse_args(argv)
     hub_offline_environment()
     setup_logging(os.environ.get("BENCH_LOG_LEVEL", "WARNING"), "text")
+    if args.phone:
+        from pipeline.bench_phone import compare, print_comparison
+
+        comparison = asyncio.run(compare(args.turns))
+        if args.json:
+            print(json.dumps(comparison))
+        else:
+            print_comparison(comparison)
+        return 0
     report = asyncio.run(bench(args.turns))
     if args.json:
         print(json.dumps(report))

@@ -1,12 +1,14 @@
 """The session host: runs patient sessions on any transport, and knows which are live.
 
 Browser sessions (``web/webrtc_sessions.py``) and phone calls (``media/sip``) both start a
-session here, so that every session is assembled, observed and counted the same way. Extra
-observers (the clinician queue's, for instance) are added per session by factories.
+session here, so that every session is assembled, observed and counted the same way, and gets
+a room a clinician can join (when the host has ``rooms``). Extra observers (the clinician
+queue's, for instance) are added per session by factories.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -22,8 +24,11 @@ from agent.backends import create_backend
 from agent.backends.base import BrainBackend
 from configs.logs import session_id_var
 from configs.settings import Settings
+from media.room import PatientSide
+from media.rooms import Rooms
 from pipeline.metrics import ACTIVE_SESSIONS, SESSIONS_TOTAL
 from pipeline.observers import VoiceLatencyObserver
+from pipeline.room_observer import RoomObserver
 from pipeline.session import SessionContext, make_worker, patient_session, run_worker
 
 if TYPE_CHECKING:
@@ -52,10 +57,12 @@ class SessionHost:
         make_backend: Callable[[], BrainBackend] | None = None,
         retriever: CaseSearch | None = None,
         observer_factories: list[ObserverFactory] | None = None,
+        rooms: Rooms | None = None,
     ) -> None:
         self.settings = settings
         self._make_backend = make_backend or (lambda: create_backend(settings))
         self._retriever = retriever
+        self.rooms = rooms
         self._observer_factories = list(observer_factories or [])
         self.live: dict[str, LiveSession] = {}
 
@@ -74,20 +81,28 @@ class SessionHost:
         session_id: str | None = None,
         output_rate: int = 24000,
         on_started: Callable[[LiveSession], None] | None = None,
+        patient: PatientSide | None = None,
+        patient_rate: int = 24000,
     ) -> None:
-        """Run one patient session on ``transport`` until it ends; never raises."""
-        session_id = session_id or uuid.uuid4().hex[:12]
+        """Run one patient session on ``transport`` until it ends; never raises.
+
+        ``patient`` is how the transport lets a clinician be heard (and seen) by the patient;
+        with it, and rooms on the host, the session gets a room a clinician can join.
+        """
+        session_id = session_id or uuid.uuid4().hex
         session_id_var.set(session_id)
         context = SessionContext(session_id=session_id, channel=channel, retriever=self._retriever)
-        worker = make_worker(
-            transport,
-            patient_session(self.settings, self._make_backend(), context),
-            output_rate=output_rate,
-        )
+        # Loading the session's models takes a while: not on the event loop other calls run on.
+        processors = await asyncio.to_thread(patient_session, self.settings, self._make_backend(), context)
+        worker = make_worker(transport, processors, output_rate=output_rate)
         live = LiveSession(session_id, transport_name, channel, worker)
         worker.add_observer(VoiceLatencyObserver())
         for factory in self._observer_factories:
             worker.add_observer(factory(live))
+        if self.rooms is not None and patient is not None:
+            room = self.rooms.open(session_id, patient, patient_rate=patient_rate)
+            room.attach_agent(worker)
+            worker.add_observer(RoomObserver(room, transport.input()))
         self.live[session_id] = live
         ACTIVE_SESSIONS.inc()
         SESSIONS_TOTAL.labels(transport=transport_name).inc()
@@ -101,4 +116,6 @@ class SessionHost:
         finally:
             ACTIVE_SESSIONS.dec()
             self.live.pop(session_id, None)
+            if self.rooms is not None:
+                await self.rooms.close(session_id)
             log.info("session ended: %.0f s", time.monotonic() - live.started_at)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up everything the tests need (Python packages, Debian's chromium, the models) and run the
+# Set up everything the tests need (Python packages, Debian's chromium and sipp, the models) and run the
 # whole suite. CI (.ci/run) calls exactly this. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,15 +9,16 @@ bash scripts/setup.sh --test
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    say "installing Debian packages for the browser tests: ${need[*]}"
+    say "installing Debian packages for the browser and phone tests: ${need[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   else
-    say "missing ${need[*]}: install them (sudo apt-get install ${need[*]}) for the browser tests" >&2
+    say "missing ${need[*]}: install them (sudo apt-get install ${need[*]}) for the browser and phone tests" >&2
     exit 1
   fi
 fi

@@ -21,6 +21,7 @@ from agent.backends import create_backend
 from agent.escalation import EscalationStore
 from configs.settings import Settings
 from media.rooms import Rooms
+from media.sip.server import SipServer
 from pipeline.host import SessionHost
 from pipeline.observers import EscalationObserver
 from pipeline.session import warm_up
@@ -49,22 +50,28 @@ def create_app(settings: Settings) -> Starlette:
     audit = AuditLog.from_settings(settings)
     queue = EscalationQueue(EscalationStore(settings.path(settings.escalations_dir)))
     retriever = Retriever.from_settings(settings)
-    host = SessionHost(settings, retriever=retriever)
-    host.add_observer_factory(lambda _live: EscalationObserver(queue.add))  # escalations reach the console
     rooms = Rooms()
-    sessions = WebRTCSessions(host, rooms)
+    host = SessionHost(settings, retriever=retriever, rooms=rooms)
+    host.add_observer_factory(lambda _live: EscalationObserver(queue.add))  # escalations reach the console
+    sessions = WebRTCSessions(host)
+    phone = SipServer(settings, host) if settings.sip.enabled else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         warm_up(settings)
         pii.warm_up()
         await asyncio.to_thread(retriever.warm)
+        if phone is not None:
+            await phone.start()
+            log.info("phone bridge on %s:%d", settings.sip.host, phone.port)
         # A model backend pays its first-call costs (loading, compiling) before the first patient.
         backend_warm_up = getattr(first_backend, "warm_up", None)
         if backend_warm_up is not None:
             await asyncio.to_thread(backend_warm_up)
         log.info("server ready: env=%s backend=%s", settings.app_env, settings.model_backend)
         yield
+        if phone is not None:
+            await phone.stop()
         await sessions.close()
         await queue.close()
 

@@ -11,10 +11,8 @@ from pipecat.transports.base_transport import TransportParams, VideoInSourcePara
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
-from media.rooms import Rooms
 from media.webrtc_patient import BrowserPatient
 from pipeline.host import LiveSession, SessionHost
-from pipeline.room_observer import RoomObserver
 from pipeline.session import INPUT_RATE
 
 OUTPUT_RATE = 24000
@@ -33,9 +31,8 @@ class BrowserSession:
 class WebRTCSessions:
     """Every live browser connection of this process, by peer-connection id."""
 
-    def __init__(self, host: SessionHost, rooms: Rooms) -> None:
+    def __init__(self, host: SessionHost) -> None:
         self._host = host
-        self._rooms = rooms
         self._sessions: dict[str, BrowserSession] = {}
 
     def __len__(self) -> int:
@@ -73,7 +70,6 @@ class WebRTCSessions:
         )
         transport = SmallWebRTCTransport(webrtc_connection=session.connection, params=params)
         patient = BrowserPatient(session.connection)
-        room = self._rooms.open(session.session_id, patient, patient_rate=OUTPUT_RATE)
 
         @transport.event_handler("on_client_connected")
         async def _connected(_transport: SmallWebRTCTransport, _client: object) -> None:
@@ -81,8 +77,6 @@ class WebRTCSessions:
 
         def started(live: LiveSession) -> None:
             session.live = live
-            room.attach_agent(live.worker)
-            live.worker.add_observer(RoomObserver(room, transport.input()))
 
             @transport.event_handler("on_client_disconnected")
             async def _gone(_transport: SmallWebRTCTransport, _client: object) -> None:
@@ -97,10 +91,11 @@ class WebRTCSessions:
                 session_id=session.session_id,
                 output_rate=OUTPUT_RATE,
                 on_started=started,
+                patient=patient,
+                patient_rate=OUTPUT_RATE,
             )
         finally:
             self._sessions.pop(session.connection.pc_id, None)
-            await self._rooms.close(session.session_id)
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """End every session: each pipeline is cancelled cleanly, then its connection closed."""
