@@ -89,8 +89,13 @@ async def run_one(name: str, settings: Settings, wavs: list[Path]) -> dict[str, 
     ender.cancel()
     result = build_result(backend.name, transport.timeline, transcript.events)
     latencies = result["latency_ms"]
+    return latency_summary(len(turns), latencies, started)
+
+
+def latency_summary(turns: int, latencies: list[float], started: float) -> dict[str, Any]:
+    """p50 / p95 / max of one path's voice-to-voice latencies (ms), as the benchmarks print them."""
     return {
-        "turns": len(turns),
+        "turns": turns,
         "replies": len(latencies),
         "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
         "p95_ms": round(float(np.percentile(latencies, 95)), 1) if latencies else None,

@@ -91,15 +91,9 @@ async def run_phone(settings: Settings, wavs: list[Path]) -> dict[str, Any]:
     finally:
         await caller.close()
         await server.stop()
-    return {
-        "turns": len(turns),
-        "replies": len(latencies),
-        "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
-        "p95_ms": round(float(np.percentile(latencies, 95)), 1) if latencies else None,
-        "max_ms": round(max(latencies), 1) if latencies else None,
-        "wall_s": round(time.monotonic() - started, 1),
-        "latency_ms": latencies,
-    }
+    from pipeline.bench import latency_summary
+
+    return latency_summary(len(turns), latencies, started)
 
 
 async def compare(turns: int) -> dict[str, Any]:

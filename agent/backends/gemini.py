@@ -18,8 +18,9 @@ from functools import lru_cache
 from google import genai
 from google.genai import types
 
-from agent.backends.base import BrainBackend, BrainRequest
-from agent.backends.prompt import Message, build_prompt, greeting, session_redactor
+from agent.backends.base import BrainRequest
+from agent.backends.prompt import Message, build_prompt
+from agent.backends.remote import RemoteBackend
 from configs.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def to_content(message: Message) -> types.Content:
     return types.Content(role="user" if message.role == "user" else "model", parts=parts)
 
 
-class GeminiBackend(BrainBackend):
+class GeminiBackend(RemoteBackend):
     """One session's brain on the Gemini API."""
 
     name = "cloud"
@@ -54,22 +55,10 @@ class GeminiBackend(BrainBackend):
         key = llm.google_api_key.get_secret_value().strip() if llm.google_api_key else ""
         if not key:
             raise ConfigError("MODEL_BACKEND=cloud needs LLM__GOOGLE_API_KEY (a Gemini API key)")
-        self._settings = settings
+        super().__init__(settings)
         self._timeout_s = llm.timeout_s
         # A backstop for the whole streamed reply; each chunk has its own deadline below.
         self._client = _client(key, llm.gemini_base_url, llm.timeout_s * 3)
-        self._redact = session_redactor()
-
-    def greeting(self) -> str:
-        return greeting(self._settings.safety.emergency_number)
-
-    def warm_up(self) -> float:
-        """Build the PII redaction engines before the first patient speaks. Seconds."""
-        from agent.pii import warm_up
-
-        started = time.perf_counter()
-        warm_up()
-        return time.perf_counter() - started
 
     def _config(self, system: str) -> types.GenerateContentConfig:
         model = self._settings.llm.gemini_model

@@ -19,8 +19,9 @@ from typing import Any
 import httpx
 from openai import AsyncOpenAI
 
-from agent.backends.base import BrainBackend, BrainRequest
-from agent.backends.prompt import Message, Prompt, build_prompt, greeting, session_redactor
+from agent.backends.base import BrainRequest
+from agent.backends.prompt import Message, Prompt, build_prompt
+from agent.backends.remote import RemoteBackend
 from configs.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def _data_url(jpeg: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
-class OpenAICompatibleBackend(BrainBackend):
+class OpenAICompatibleBackend(RemoteBackend):
     """One session's brain on an OpenAI-compatible chat completions server."""
 
     name = "openai"
@@ -61,24 +62,12 @@ class OpenAICompatibleBackend(BrainBackend):
                 "MODEL_BACKEND=openai needs LLM__OPENAI_BASE_URL (a vLLM server's, e.g. http://gpu-host:8000/v1)"
             )
         key = llm.openai_api_key.get_secret_value() if llm.openai_api_key else ""
-        self._settings = settings
+        super().__init__(settings)
         # The read timeout is the longest silence between two chunks: a hung server fails the turn.
         timeout = httpx.Timeout(llm.timeout_s, connect=min(5.0, llm.timeout_s))
         self._client = AsyncOpenAI(
             base_url=llm.openai_base_url, api_key=key or "not-needed", timeout=timeout, max_retries=0
         )
-        self._redact = session_redactor()
-
-    def greeting(self) -> str:
-        return greeting(self._settings.safety.emergency_number)
-
-    def warm_up(self) -> float:
-        """Build the PII redaction engines before the first patient speaks. Seconds."""
-        from agent.pii import warm_up
-
-        started = time.perf_counter()
-        warm_up()
-        return time.perf_counter() - started
 
     async def reply(self, request: BrainRequest) -> AsyncIterator[str]:
         number = self._settings.safety.emergency_number
