@@ -97,6 +97,7 @@ def create_app(settings: Settings) -> Starlette:
                 "backend": settings.model_backend,
                 "active_sessions": len(host),
                 "retrieval": retriever.status(),
+                "phone": {"active_calls": phone.active_calls, "port": phone.port} if phone else "disabled",
             }
         )
 

@@ -18,6 +18,17 @@ def test_health_says_ok_with_environment_and_version(settings: Settings) -> None
     assert body["retrieval"]["text_model"] == "ready"
 
 
+def test_the_phone_bridge_starts_with_the_server_when_enabled(settings: Settings) -> None:
+    enabled = settings.model_copy(
+        update={"sip": settings.sip.model_copy(update={"enabled": True, "host": "127.0.0.1", "port": 0})}
+    )
+    with TestClient(create_app(enabled)) as client:
+        phone = client.get("/health").json()["phone"]
+    assert phone["active_calls"] == 0 and phone["port"] > 0
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/health").json()["phone"] == "disabled"
+
+
 def test_metrics_expose_latency_histogram_and_active_sessions(settings: Settings) -> None:
     with TestClient(create_app(settings)) as client:
         response = client.get("/metrics")
