@@ -16,3 +16,10 @@ PREDICTION_CONFIDENCE = Histogram(
     buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 1.0),
 )
 RETRIEVALS_TOTAL = Counter("retrievals_total", "Similar-case retrievals run.", ["matched_on"])
+
+# Zero series from the start, so dashboards and alerts see "none yet" rather than "no data".
+for _level in ("emergency", "urgent"):
+    ESCALATIONS_TOTAL.labels(level=_level)
+for _transport in ("webrtc", "sip", "replay"):
+    SESSIONS_TOTAL.labels(transport=_transport)
+RETRIEVALS_TOTAL.labels(matched_on="text")
