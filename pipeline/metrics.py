@@ -20,6 +20,6 @@ RETRIEVALS_TOTAL = Counter("retrievals_total", "Similar-case retrievals run.", [
 # Zero series from the start, so dashboards and alerts see "none yet" rather than "no data".
 for _level in ("emergency", "urgent"):
     ESCALATIONS_TOTAL.labels(level=_level)
-for _transport in ("webrtc", "sip", "replay"):
+for _transport in ("webrtc", "sip"):
     SESSIONS_TOTAL.labels(transport=_transport)
 RETRIEVALS_TOTAL.labels(matched_on="text")
