@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import socket
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aioice.ice
 import httpx
 import uvicorn
+
+if TYPE_CHECKING:
+    from configs.settings import Settings
 
 CHROMIUM_FLAGS = [
     "--headless=new",
@@ -70,28 +76,47 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def probe(speech: Path, seconds: float, out: Path) -> None:
-    from playwright.async_api import async_playwright
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[None]:
+    """The app on 127.0.0.1:``settings.port`` for the duration of the block."""
+    from web.app import create_app
 
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=settings.port, log_config=None, access_log=False
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    for _ in range(600):  # the server loads the speech models first: at most 30 s
+        if server.started:
+            break
+        await asyncio.sleep(0.05)  # noqa: ASYNC110 - uvicorn exposes no event for this
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=15)
+
+
+async def probe(speech: Path, seconds: float, out: Path) -> None:
     from configs.logs import setup_logging
     from configs.settings import hub_offline_environment, load_settings
-    from web.app import create_app
 
     hub_offline_environment()
     _loopback_only()
     port = _free_port()
     settings = load_settings(host="127.0.0.1", port=port)
     setup_logging("INFO", "text")
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    serving = asyncio.create_task(server.serve())
-    for _ in range(600):  # the server loads the speech models first: at most 30 s
-        if server.started:
-            break
-        await asyncio.sleep(0.05)  # noqa: ASYNC110 - uvicorn exposes no event for this
-
     result: dict = {"port": port}
+    async with serving(settings):
+        result.update(await _patient(speech, seconds, port))
+    out.write_text(json.dumps(result, indent=2))
+
+
+async def _patient(speech: Path, seconds: float, port: int) -> dict:
+    from playwright.async_api import async_playwright
+
+    result: dict = {}
     with tempfile.TemporaryDirectory() as profile:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch_persistent_context(
@@ -121,9 +146,7 @@ async def probe(speech: Path, seconds: float, out: Path) -> None:
             await browser.close()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
         result["metrics"] = (await client.get("/metrics")).text
-    server.should_exit = True
-    await asyncio.wait_for(serving, timeout=15)
-    out.write_text(json.dumps(result, indent=2))
+    return result
 
 
 def main() -> None:

@@ -16,9 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import uvicorn
-
-from tests.web.browser_probe import CHROMIUM_FLAGS, _free_port, _loopback_only
+from tests.web.browser_probe import CHROMIUM_FLAGS, _free_port, _loopback_only, serving
 
 PASSWORD = "correct horse battery staple"
 
@@ -50,11 +48,9 @@ TONE_JS = """
 
 async def probe(patient_audio: Path, clinician_audio: Path, seconds: float, out: Path, debug: bool) -> None:
     from argon2 import PasswordHasher
-    from playwright.async_api import async_playwright
 
     from configs.logs import setup_logging
     from configs.settings import ClinicianAccount, hub_offline_environment, load_settings
-    from web.app import create_app
 
     hub_offline_environment()
     _loopback_only()
@@ -80,17 +76,17 @@ async def probe(patient_audio: Path, clinician_audio: Path, seconds: float, out:
         from loguru import logger
 
         logger.add(sys.stderr, level="DEBUG")
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    serving = asyncio.create_task(server.serve())
-    for _ in range(600):
-        if server.started:
-            break
-        await asyncio.sleep(0.05)  # noqa: ASYNC110 - uvicorn exposes no event for this
-
-    base = f"http://127.0.0.1:{port}"
     result: dict = {}
+    async with serving(settings):
+        await _room(f"http://127.0.0.1:{port}", patient_audio, clinician_audio, seconds, result)
+    result["escalation_records"] = [json.loads(p.read_text()) for p in (work / "escalations").glob("*.json")]
+    result["audit"] = (work / "audit").read_text() if (work / "audit").exists() else ""
+    out.write_text(json.dumps(result, indent=2))
+
+
+async def _room(base: str, patient_audio: Path, clinician_audio: Path, seconds: float, result: dict) -> None:
+    from playwright.async_api import async_playwright
+
     with tempfile.TemporaryDirectory() as p_profile, tempfile.TemporaryDirectory() as c_profile:
         async with async_playwright() as pw:
             patient_browser = await pw.chromium.launch_persistent_context(
@@ -157,11 +153,6 @@ async def probe(patient_audio: Path, clinician_audio: Path, seconds: float, out:
             )
             await clinician_browser.close()
             await patient_browser.close()
-    server.should_exit = True
-    await asyncio.wait_for(serving, timeout=15)
-    result["escalation_records"] = [json.loads(p.read_text()) for p in (work / "escalations").glob("*.json")]
-    result["audit"] = (work / "audit").read_text() if (work / "audit").exists() else ""
-    out.write_text(json.dumps(result, indent=2))
 
 
 def main() -> None:
