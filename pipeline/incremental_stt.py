@@ -11,9 +11,11 @@ Whisper is transcribing before the turn is over, so that little is left to do wh
   ``turn_stop_s`` -- a patient who pauses mid-thought is not cut off.
 
 The turn's text is the committed phrases plus the last pass, which has been running since
-the pause began. The processor owns the patient's turn: it announces its start (and
-interrupts the agent if it is speaking: barge-in) and its end, the final
-``TranscriptionFrame`` just before.
+the pause began. The processor owns the patient's turn: it announces its start and its
+end, the final ``TranscriptionFrame`` just before. A turn that starts while the agent may be
+answering interrupts it (barge-in): not only while its audio plays but whenever an answer
+to an earlier turn may still be on its way (being written, synthesised, or between two
+sentences), so that it is dropped rather than played over the patient.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class IncrementalWhisperSTT(FrameProcessor):
         self._min_speech_bytes = 2 * int(min_speech_s * self._rate)
         self._max_phrase_bytes = 2 * int(max_phrase_s * self._rate)
         self._bot_speaking = False
+        self._answer_may_be_pending = False  # a turn ended; the agent's reply may not be audible yet
         self._reset_turn()
 
     def _reset_turn(self) -> None:
@@ -133,8 +136,9 @@ class IncrementalWhisperSTT(FrameProcessor):
         self._in_turn = True
         self._audio = bytearray(b"".join(self._pre_roll))
         self._pre_roll.clear()
-        if self._bot_speaking:
+        if self._bot_speaking or self._answer_may_be_pending:
             await self.broadcast_interruption()  # barge-in: the agent stops at once
+        self._answer_may_be_pending = False
         await self.broadcast_frame(UserStartedSpeakingFrame)
 
     def _on_speech_paused(self) -> None:
@@ -199,6 +203,7 @@ class IncrementalWhisperSTT(FrameProcessor):
         self._reset_turn()
         if self._end_of_turn is not None:
             self._end_of_turn.clear()
+        self._answer_may_be_pending = True
         if text:
             frame = TranscriptionFrame(
                 text=text, user_id=PATIENT, timestamp=time_now_iso8601(), finalized=True

@@ -115,6 +115,33 @@ async def test_speaking_over_the_agent_interrupts_it() -> None:
     assert of_type(down, InterruptionFrame) and of_type(up, InterruptionFrame)
 
 
+async def test_going_on_before_the_answer_is_heard_drops_the_answer() -> None:
+    # CI caught this race: the turn ended at a comma, the answer was being synthesised, and
+    # the patient went on before any of it played. The agent then spoke over them.
+    fake = FakeTranscriber(["Sorry to interrupt,", "I have a rash on my arm."], delay_s=0.05)
+    stt = IncrementalWhisperSTT(fake, turn_stop_s=0.4, vad_stop_s=0.2)
+    down, up = await run_test(
+        stt,
+        frames_to_send=[
+            VADUserStartedSpeakingFrame(),
+            *speech(0.6),
+            VADUserStoppedSpeakingFrame(),
+            SleepFrame(sleep=0.4),  # the turn ends; no BotStartedSpeakingFrame yet
+            VADUserStartedSpeakingFrame(),
+            *speech(0.6),
+        ],
+    )
+    assert [f.text for f in of_type(down, TranscriptionFrame)] == ["Sorry to interrupt,"]
+    assert len(of_type(down, InterruptionFrame)) == 1 and len(of_type(up, InterruptionFrame)) == 1
+
+
+async def test_the_first_words_do_not_cut_the_greeting_before_it_is_heard() -> None:
+    fake = FakeTranscriber(["Hello?"])
+    stt = IncrementalWhisperSTT(fake)
+    down, _ = await run_test(stt, frames_to_send=[VADUserStartedSpeakingFrame(), *speech(0.5)])
+    assert not of_type(down, InterruptionFrame)
+
+
 async def test_a_click_is_not_a_turn() -> None:
     fake = FakeTranscriber([])
     stt = IncrementalWhisperSTT(fake, min_speech_s=0.25)
