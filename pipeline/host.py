@@ -26,6 +26,7 @@ from configs.logs import session_id_var
 from configs.settings import Settings
 from media.room import PatientSide
 from media.rooms import Rooms
+from pipeline.heap import collect_ended_session
 from pipeline.metrics import ACTIVE_SESSIONS, SESSIONS_TOTAL
 from pipeline.observers import VoiceLatencyObserver
 from pipeline.room_observer import RoomObserver
@@ -119,3 +120,4 @@ class SessionHost:
             if self.rooms is not None:
                 await self.rooms.close(session_id)
             log.info("session ended: %.0f s", time.monotonic() - live.started_at)
+            collect_ended_session()

@@ -30,6 +30,7 @@ from configs.settings import ConfigError, Settings, hub_offline_environment, loa
 from media.audio_files import AudioInputError, read_mono_int16, resample_int16, speech_bounds
 from media.file_transport import FileReplayTransport, PatientTurnAudio
 from media.images import ImageInputError, load_still
+from pipeline.heap import collect_ended_session
 from pipeline.observers import TranscriptObserver, VoiceLatencyObserver
 from pipeline.result import build_result
 from pipeline.session import INPUT_RATE, SessionContext, make_worker, patient_session, run_worker, warm_up
@@ -118,6 +119,7 @@ async def run_replay(
 
     (out_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     _write_conversation(out_dir / "conversation.wav", transport)
+    collect_ended_session()
     return result
 
 

@@ -29,6 +29,7 @@ from agent.escalation import EscalationStore
 from configs.settings import Settings
 from pipeline.brain import BrainProcessor
 from pipeline.camera import CameraSampler
+from pipeline.heap import freeze_startup_heap
 from pipeline.incremental_stt import IncrementalWhisperSTT
 from pipeline.safety import SafetyProcessor
 from pipeline.transcriber import shared_transcriber
@@ -123,6 +124,7 @@ def warm_up(settings: Settings) -> None:
         whisper_dir(settings), settings.voice.whisper_compute_type, settings.voice.whisper_threads
     ).warm_up()
     assess(extract_facts("I have had an itchy rash on my arm for two weeks, no fever."))
+    freeze_startup_heap()  # last: what start-up loaded is never garbage
 
 
 def make_worker(

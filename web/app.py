@@ -58,16 +58,16 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        warm_up(settings)
         pii.warm_up()
         await asyncio.to_thread(retriever.warm)
-        if phone is not None:
-            await phone.start()
-            log.info("phone bridge on %s:%d", settings.sip.host, phone.port)
         # A model backend pays its first-call costs (loading, compiling) before the first patient.
         backend_warm_up = getattr(first_backend, "warm_up", None)
         if backend_warm_up is not None:
             await asyncio.to_thread(backend_warm_up)
+        warm_up(settings)  # after the other loads, before any call: it freezes them (pipeline/heap.py)
+        if phone is not None:
+            await phone.start()
+            log.info("phone bridge on %s:%d", settings.sip.host, phone.port)
         log.info("server ready: env=%s backend=%s", settings.app_env, settings.model_backend)
         yield
         if phone is not None:

@@ -1,0 +1,44 @@
+"""Memory across sessions: an ended session's models are freed at once, not many sessions later.
+
+A session's pipeline is a web of reference cycles (processors link both ways, tasks and event
+handlers refer to their owners), so only the cyclic garbage collector's full pass frees it:
+its Piper voice, Silero and Smart Turn models, about 300 MB for a two-turn session measured
+here. CPython runs that pass rarely, and over every object in the heap: with torch, spaCy and
+Whisper loaded, about 500,000 objects and 300 ms on this machine. Left alone, a server grew
+by gigabytes between passes (15 GB at the peak of a 69-session evaluation).
+
+So, as long-running Python services do: at start-up, once the models are loaded, the heap is
+collected and frozen (``gc.freeze``: start-up objects are never garbage, the collector stops
+walking them), and each ended session is collected right away, which then costs ~25 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+
+log = logging.getLogger(__name__)
+
+
+def freeze_startup_heap() -> None:
+    """Collect, then freeze what start-up loaded. Only the first call does anything: a later
+    call could freeze a running session's objects, which would then never be freed."""
+    if gc.get_freeze_count():
+        return
+    gc.collect()
+    gc.freeze()
+    log.debug("start-up heap frozen: %d objects", gc.get_freeze_count())
+
+
+def collect_ended_session() -> None:
+    """Free an ended session's models soon: on the event loop's next turn, once the
+    coroutines that held the session have returned."""
+    asyncio.get_running_loop().call_soon(_collect)
+
+
+def _collect() -> None:
+    started = time.perf_counter()
+    freed = gc.collect()
+    log.debug("ended session collected: %d objects, %.0f ms", freed, (time.perf_counter() - started) * 1000)
