@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 FINDINGS_FILE = Path(__file__).with_name("findings.yaml")
+SITE_PREFIX = "site_"
 
 # NegEx's clinical termset, adapted to how patients talk. Negation cues that are part of a
 # finding's own phrase ("can't breathe") never negate it: the phrase is one span.
@@ -107,6 +108,10 @@ class ClinicalFacts:
     def present_ids(self) -> set[str]:
         return {fid for fid, state in self.findings.items() if state == Presence.PRESENT}
 
+    def policy_ids(self) -> set[str]:
+        """What the rules may name: the findings present, and the body sites (``site_foot_sole``)."""
+        return self.present_ids() | {SITE_PREFIX + site for site in self.body_sites}
+
     def record(self, finding_id: str, presence: Presence) -> None:
         if self.findings.get(finding_id) != Presence.PRESENT:  # present is sticky
             self.findings[finding_id] = presence
@@ -185,6 +190,11 @@ def findings_catalogue() -> dict[str, Finding]:
         fid: Finding(fid, spec["category"], spec["label"], tuple(spec.get("implies", ())))
         for fid, spec in _lexicon()["findings"].items()
     }
+
+
+def site_ids() -> set[str]:
+    """Every body site the lexicon knows, as the ids the rules file may name."""
+    return {SITE_PREFIX + site for site in _lexicon()["body_sites"]}
 
 
 @lru_cache(maxsize=1)

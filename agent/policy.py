@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from agent.facts import ClinicalFacts, findings_catalogue
+from agent.facts import ClinicalFacts, findings_catalogue, site_ids
 
 RULES_FILE = Path(__file__).with_name("red_flags.yaml")
 # Findings that come from evidence rather than words (set by the pipeline, not the lexicon).
@@ -95,7 +95,7 @@ class Policy:
     default_reason: str = "no warning signs in what you have told me so far"
 
     def assess(self, facts: ClinicalFacts, evidence: Iterable[str] = ()) -> Assessment:
-        present = facts.present_ids() | set(evidence)
+        present = facts.policy_ids() | set(evidence)
         matched = [rule for rule in self.rules if rule.matches(present)]
         if not matched:
             return Assessment(
@@ -123,7 +123,7 @@ def _coverage(facts: ClinicalFacts) -> float:
 def load_policy(path: Path = RULES_FILE) -> Policy:
     """Read and check the rules file: an unknown finding or level is an error, not a silent miss."""
     data = yaml.safe_load(path.read_text())
-    known = set(findings_catalogue()) | EVIDENCE_FINDINGS
+    known = set(findings_catalogue()) | EVIDENCE_FINDINGS | site_ids()
     rules = []
     seen: set[str] = set()
     for spec in data["rules"]:

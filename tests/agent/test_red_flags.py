@@ -32,7 +32,7 @@ def test_each_rule_example_meets_the_rule_at_its_level(rule_id: str, sentence: s
     rule = next(r for r in RULES if r.id == rule_id)
     facts = extract_facts(sentence)
     assessment = assess(facts)
-    assert rule.matches(facts.present_ids()), f"{sentence!r} -> {facts.findings}"
+    assert rule.matches(facts.policy_ids()), f"{sentence!r} -> {facts.findings}"
     assert assessment.level.rank <= rule.level.rank
     assert assessment.escalate == (rule.level.rank <= Urgency.URGENT.rank)
 
