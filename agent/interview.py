@@ -2,17 +2,27 @@
 
 The interview walks the standard history (what and where, since when, itch / pain / bleeding,
 changes, fever or feeling unwell, skin type, what was tried), skipping what the patient has
-already told us, then sums up with the triage policy's recommendation. It never decides
-escalation: the safety processor does, from the same facts, before these words are spoken.
+already told us, then sums up with the triage policy's recommendation. When the facts show a
+context that telephone-triage protocols screen (a rash after a new medicine, a feverish child, a
+wound or burn, a mole, diabetes or a weakened immune system), that context's screening questions
+(``agent/screening.yaml``, reviewed as data) come first. It never decides escalation: the safety
+processor does, from the same facts, before these words are spoken.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
 
 from agent.backends.base import CameraImage
-from agent.facts import ClinicalFacts, Presence
+from agent.facts import ClinicalFacts, Presence, findings_catalogue, site_ids
 from agent.policy import Assessment, Urgency
+
+SCREENING_FILE = Path(__file__).with_name("screening.yaml")
 
 GREETING = (
     "Hello, I'm the skin check-in assistant. I'm an automated assistant: I can give you information, "
@@ -63,6 +73,9 @@ CHANGES = (
     "not_healing",
 )
 SYSTEMIC = ("fever", "chills", "unwell")
+# The findings each ordinary topic asks about: a screening question that asked about one of
+# them stands in for the topic.
+TOPIC_FINDINGS = {"symptoms": SYMPTOMS, "change": CHANGES, "systemic": SYSTEMIC}
 LESIONS = (
     "pigmented_lesion", "spot", "acne", "lump", "sore", "rash", "blisters", "peeling", "wound", "redness",
 )
@@ -113,6 +126,130 @@ def covered(topic: str, facts: ClinicalFacts, images: list[CameraImage], channel
     raise ValueError(f"unknown topic {topic}")
 
 
+@dataclass(frozen=True)
+class ScreeningQuestion:
+    id: str
+    question: str
+    covers: frozenset[str]
+    audio_question: str = ""  # the phone variant (the patient cannot show anything)
+
+    def ask(self, channel: str) -> str:
+        return self.audio_question if channel == "audio" and self.audio_question else self.question
+
+
+@dataclass(frozen=True)
+class ScreeningContext:
+    """A situation that telephone triage screens, and its questions (``agent/screening.yaml``)."""
+
+    id: str
+    says: str
+    when: tuple[frozenset[str], ...]  # finding ids, and body sites as site_foot_sole
+    questions: tuple[ScreeningQuestion, ...]
+    source: str = ""
+
+    @property
+    def triggers(self) -> frozenset[str]:
+        """The findings that raise this context: they never count as an answer to its questions."""
+        return frozenset().union(*self.when)
+
+    def applies(self, facts: ClinicalFacts) -> bool:
+        present = facts.policy_ids()
+        return all(line & present for line in self.when)
+
+    def answers(self, question: ScreeningQuestion) -> frozenset[str]:
+        """The findings whose mention (present or absent) answers ``question``."""
+        return question.covers - self.triggers
+
+    def answered(self, question: ScreeningQuestion, facts: ClinicalFacts) -> bool:
+        return any(facts.mentioned(fid) for fid in self.answers(question))
+
+
+def load_screening(path: Path = SCREENING_FILE) -> tuple[ScreeningContext, ...]:
+    """Read and check the screening file: an unknown finding, site or duplicate id is an error."""
+    data = yaml.safe_load(path.read_text())
+    known = set(findings_catalogue()) | site_ids()
+    contexts: list[ScreeningContext] = []
+    seen: set[str] = set()
+    for spec in data["contexts"]:
+        questions = tuple(
+            ScreeningQuestion(
+                id=q["id"],
+                question=q["ask"],
+                covers=frozenset(q["covers"]),
+                audio_question=q.get("audio_ask", ""),
+            )
+            for q in spec["questions"]
+        )
+        context = ScreeningContext(
+            id=spec["id"],
+            says=spec["says"],
+            when=tuple(frozenset(line) for line in spec["when"]),
+            questions=questions,
+            source=spec.get("source", ""),
+        )
+        where = f"{path.name}: context {context.id}"
+        if not context.when or not all(context.when) or not questions:
+            raise ValueError(f"{where} needs non-empty `when` lines and at least one question")
+        named = set().union(*context.when, *(q.covers for q in questions))
+        if named - known:
+            raise ValueError(f"{where} names unknown findings or sites {sorted(named - known)}")
+        for ident in (context.id, *(q.id for q in questions)):
+            if ident in seen:
+                raise ValueError(f"{path.name}: id {ident} appears twice")
+            seen.add(ident)
+        if any(not q.covers for q in questions):
+            raise ValueError(f"{where}: every question needs the findings it `covers`")
+        contexts.append(context)
+    return tuple(contexts)
+
+
+@lru_cache(maxsize=1)
+def default_screening() -> tuple[ScreeningContext, ...]:
+    return load_screening()
+
+
+def screening_due(
+    facts: ClinicalFacts,
+    asked: Collection[str] = (),
+    contexts: tuple[ScreeningContext, ...] | None = None,
+) -> list[tuple[ScreeningContext, ScreeningQuestion]]:
+    """The screening questions still to ask, in order, with their contexts.
+
+    A question is due while its context applies, unless it was ``asked`` (question ids), it is
+    answered (one of its findings is mentioned, present or absent, other than those that raise
+    the context), or earlier questions (asked or due) already asked about all it covers.
+    """
+    contexts = default_screening() if contexts is None else contexts
+    every = {q.id: (c, q) for c in contexts for q in c.questions}
+    asked_about = screened_findings(asked, contexts)
+    due = []
+    for context in contexts:
+        if not context.applies(facts):
+            continue
+        for question in context.questions:
+            if question.id in asked or context.answered(question, facts):
+                continue
+            wanted = context.answers(question) or question.covers
+            if wanted <= asked_about:
+                continue
+            due.append(every[question.id])
+            asked_about |= question.covers
+    return due
+
+
+def screened_findings(
+    asked: Collection[str], contexts: tuple[ScreeningContext, ...] | None = None
+) -> set[str]:
+    """Every finding the screening questions with ids in ``asked`` asked about."""
+    contexts = default_screening() if contexts is None else contexts
+    return {fid for c in contexts for q in c.questions if q.id in asked for fid in q.covers}
+
+
+def topic_screened(topic: str, screened: Collection[str]) -> bool:
+    """Whether a screening question already asked what this ordinary topic asks."""
+    return any(fid in screened for fid in TOPIC_FINDINGS.get(topic, ()))
+
+
 def acknowledge(before: ClinicalFacts, after: ClinicalFacts) -> str:
     """One short sentence that shows the patient what we heard this turn ("" if nothing new)."""
     pieces: list[str] = []
@@ -139,9 +276,10 @@ def acknowledge(before: ClinicalFacts, after: ClinicalFacts) -> str:
 
 
 def _labels(facts: ClinicalFacts) -> dict[str, str]:
-    from agent.facts import findings_catalogue
-
-    return {fid: finding.label for fid, finding in findings_catalogue().items()}
+    labels = {fid: finding.label for fid, finding in findings_catalogue().items()}
+    for fid in facts.findings:  # a finding the lexicon does not label (yet) is said by its id
+        labels.setdefault(fid, fid.replace("_", " "))
+    return labels
 
 
 def summary_line(facts: ClinicalFacts, assessment: Assessment | None) -> str:

@@ -4,7 +4,8 @@ The system prompt fixes how the agent speaks (aloud: short sentences, one questi
 markdown), what it must never do (diagnose with certainty, prescribe or dose, discourage care),
 and carries the conversation state, the triage policy's decision with its reasons (the model words
 the reply around it and never lowers it), the similar SCIN cases, and whether the patient can show
-the skin. The messages alternate patient / agent and end with the patient's turn, with the camera
+the skin, and the screening questions (``agent/screening.yaml``) that the facts call for and
+that are still open. The messages alternate patient / agent and end with the patient's turn, with the camera
 frames as image parts in that last message; backends translate them into their own API's shapes.
 Backends that send the prompt off the machine pass ``redact``: every text that came from the
 patient or the conversation goes through it.
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from agent.backends.base import BrainRequest, CameraImage, RetrievedCase
+from agent.facts import ClinicalFacts
+from agent.interview import screening_due
 from agent.policy import Assessment, Urgency
 
 MAX_HISTORY = 16  # utterances kept (the newest); the facts summary carries what came before
@@ -64,6 +67,12 @@ AUDIO = (
     "send a picture. Ask instead about what matters without one: where it is, how big compared with a "
     "coin, its colour, whether it is raised, its edges, bleeding, itching or pain, and whether it is "
     "changing or spreading."
+)
+SCREENING = (
+    "Screening questions: what the patient has said raises {contexts}. The clinic's triage protocol "
+    "asks the questions below before the rest of the history. Ask each once, in this order, one per "
+    "turn and in your own short words, and skip any the patient has already answered in the "
+    "conversation. They only gather facts: the triage policy above decides the urgency."
 )
 QUALITY_WORDS = {
     "blurry": "blurry",
@@ -143,6 +152,10 @@ def system_prompt(request: BrainRequest, *, emergency_number: str, redact: Calla
     summary = request.facts.summary() if request.facts is not None else "No clinical details given yet."
     sections.append("What the patient has told us so far: " + redact(summary))
     sections.append(policy_section(request.assessment, emergency_number))
+    if request.facts is not None:
+        screening = screening_section(request.facts, request.channel)
+        if screening:
+            sections.append(screening)
     if request.similar_cases:
         sections.append(cases_section(request.similar_cases))
     return "\n\n".join(sections)
@@ -154,6 +167,17 @@ def policy_section(assessment: Assessment | None, emergency_number: str) -> str:
     level = LEVEL_MEANS[assessment.level].format(emergency=emergency_number)
     reasons = "; ".join(reason.description for reason in assessment.reasons) or "none given"
     return f"{POLICY_RULE}\nUrgency: {level}\nReasons: {reasons}."
+
+
+def screening_section(facts: ClinicalFacts, channel: str) -> str:
+    """The screening questions the facts call for that are still unanswered ("" when none)."""
+    due = screening_due(facts)
+    if not due:
+        return ""
+    contexts = list(dict.fromkeys(context.says for context, _ in due))
+    lines = [SCREENING.format(contexts="; ".join(contexts))]
+    lines += [f"Question {n}: {question.ask(channel)}" for n, (_, question) in enumerate(due, start=1)]
+    return "\n".join(lines)
 
 
 def cases_section(cases: list[RetrievedCase]) -> str:

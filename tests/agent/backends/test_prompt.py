@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent.backends.base import BrainRequest, RetrievedCase, Utterance
 from agent.backends.prompt import SESSION_STARTED, build_prompt
-from agent.facts import ClinicalFacts
+from agent.facts import ClinicalFacts, Presence
 from agent.policy import Assessment, Reason, Urgency
 from tests.agent.backends.support import jpeg
 
@@ -103,3 +103,43 @@ def test_redaction_covers_history_patient_words_and_summary() -> None:
     )
     everything = prompt.system + " ".join(m.text for m in prompt.messages)
     assert "Alice" not in everything and everything.count("<NAME>") == 4
+
+
+def facts_with(*present: str, absent: tuple[str, ...] = ()) -> ClinicalFacts:
+    facts = ClinicalFacts()
+    facts.findings.update({fid: Presence.PRESENT for fid in present})
+    facts.findings.update({fid: Presence.ABSENT for fid in absent})
+    return facts
+
+
+def test_the_screening_questions_the_facts_call_for_are_in_the_instructions() -> None:
+    system = build_prompt(request(facts=facts_with("new_medicine", "rash"))).system
+    assert "Screening questions: what the patient has said raises a rash after a new medicine." in system
+    assert (
+        "Question 1: Do you have any sores in your mouth, sore or red eyes, or blisters or peeling skin?"
+        in system
+    )
+    assert (
+        "Question 2: Any swelling of your lips, face or tongue, or trouble breathing or swallowing?" in system
+    )
+    assert "skip any the patient has already answered" in system
+    assert system.index("Screening questions") > system.index("Urgency:")  # the policy still decides
+
+
+def test_answered_screening_questions_are_left_out_and_none_without_a_context() -> None:
+    system = build_prompt(request(facts=facts_with("new_medicine", "rash", absent=("mouth_sores",)))).system
+    assert "sores in your mouth" not in system and "Question 1: Any swelling of your lips" in system
+    assert "Screening questions" not in build_prompt(request()).system
+    assert "Screening questions" not in build_prompt(request(facts=facts_with("rash"))).system
+    child = build_prompt(request(facts=facts_with("infant", "fever", "wound"))).system
+    assert "a feverish child or baby; a wound, bite or burn" in child
+    assert "Is your child very drowsy" in child and "Is the pain much worse than it looks?" in child
+
+
+def test_screening_questions_on_the_phone_never_ask_to_show_the_skin() -> None:
+    audio = build_prompt(request(channel="audio", facts=facts_with("burn"))).system
+    video = build_prompt(request(channel="video", facts=facts_with("burn"))).system
+    assert (
+        "Question 1: Is the burn bigger than the palm of your hand, or white, leathery or charred?" in audio
+    )
+    assert "show me the burn" not in audio and "Could you show me the burn on camera?" in video
