@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from agent.pii import redact
+import pytest
+import yaml
+
+from agent.pii import find_pii, redact
+
+CASES = yaml.safe_load((Path(__file__).parent / "data" / "redaction_cases.yaml").read_text())
 
 PERSONAL = [
     ("My name is John Smith and I have a rash.", "John Smith", "<NAME>"),
@@ -20,6 +25,13 @@ PERSONAL = [
     ("My NHS number is 943 476 5919.", "943 476 5919", "<ID_NUMBER>"),
     ("My insurance ID is AB 1234567.", "1234567", "<ID_NUMBER>"),
     ("My social security number is 123-45-6789.", "123-45-6789", None),
+    # spoken forms: each has its own placeholder
+    ("I'm john smith and my mole is bleeding", "john smith", "<NAME>"),
+    ("my number is five five five, one two three, four five six seven", "five five five", "<PHONE>"),
+    ("my email is jane dot doe at gmail dot com", "jane dot doe", "<EMAIL>"),
+    ("I was born on the third of March nineteen eighty", "nineteen eighty", "<DATE_OF_BIRTH>"),
+    ("I live in Springfield", "Springfield", "<ADDRESS>"),
+    ("my member ID is XJH4567 8821", "XJH4567 8821", "<ID_NUMBER>"),
 ]
 
 
@@ -51,3 +63,39 @@ def test_clinical_words_are_left_alone(text: str) -> None:
 
 def test_redaction_on_empty_text_is_a_no_op() -> None:
     assert redact("") == ""
+
+
+def test_the_case_file_covers_both_directions() -> None:
+    assert len(CASES["keep"]) >= 40
+    assert len(CASES["redact"]) >= 40
+
+
+@pytest.mark.parametrize("text", CASES["keep"])
+def test_what_patients_say_about_their_health_survives_unchanged(text: str) -> None:
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize("case", CASES["redact"], ids=[case["text"][:50] for case in CASES["redact"]])
+def test_what_identifies_a_patient_is_gone_and_their_symptoms_stay(case: dict) -> None:
+    redacted = redact(case["text"])
+    for secret in case["secrets"]:
+        assert str(secret).lower() not in redacted.lower(), redacted
+    for kept in case.get("keep", []):
+        assert kept in redacted, redacted
+
+
+def test_an_accented_name_is_replaced_whole() -> None:
+    assert redact("My name is José García and it itches") == "My name is <NAME> and it itches"
+
+
+def test_a_name_said_twice_is_replaced_both_times() -> None:
+    assert redact("I'm Sarah, and Sarah's arm is the one with the rash") == (
+        "I'm <NAME>, and <NAME>'s arm is the one with the rash"
+    )
+
+
+def test_find_pii_gives_the_entity_and_where_it_is() -> None:
+    text = "I'm John Smith, call me on 07700 900123"
+    found = {(entity, text[start:end]) for entity, start, end in find_pii(text)}
+    assert ("PERSON", "John Smith") in found
+    assert any(entity == "PHONE_NUMBER" and "900123" in span for entity, span in found)
