@@ -46,6 +46,11 @@ EXTRA_NEGATIONS = [
     "don't think",
     "do not think",
     "don't believe",
+    "nobody",
+    "no one",
+    "noone",
+    "nowhere near",
+    "not near",
     "doesn't seem",
     "does not seem",
 ]
@@ -290,6 +295,12 @@ DURATION_WORDS = [
     (re.compile(r"\b(last year|since last year|for years|ages)\b", re.I), 400.0),
 ]
 AGE = re.compile(rf"\b{_NUM}[\s-]*(week|month|year)s?[\s-]*old\b", re.IGNORECASE)
+# "my son's ten months", "she is only six weeks": a baby's age said without "old"
+AGE_BABY = re.compile(
+    rf"\b(?:he's|she's|he is|she is|son's|daughter's|baby's|baby is|who's|only|just)"
+    rf"\s+{_NUM}\s*(week|month)s?\b",
+    re.IGNORECASE,
+)
 AGE_PLAIN = re.compile(r"\b(?:i am|i'm|im|aged|age)\s+(\d{1,3})\b(?!\s*(?:%|percent|times|kg|pounds))", re.I)
 SKIN_TYPES = [
     (re.compile(r"\bfitzpatrick\s*(?:type\s*)?([1-6]|one|two|three|four|five|six)\b", re.I), None),
@@ -368,7 +379,7 @@ def _read_duration(text: str, facts: ClinicalFacts) -> None:
 
 
 def _read_age(text: str, facts: ClinicalFacts) -> None:
-    match = AGE.search(text)
+    match = AGE.search(text) or AGE_BABY.search(text)
     if match:
         value, unit = _number(match.group(1)), match.group(2).lower()
         facts.age_years = value / {"week": 52.0, "month": 12.0, "year": 1.0}[unit]

@@ -82,6 +82,12 @@ class Assessment:
         return cls(Urgency.URGENT, (reason,), confidence=1.0, failure=what)
 
     @classmethod
+    def not_understood(cls) -> Assessment:
+        """Three turns in a row could not be understood: a person takes over (agent/clarify.py)."""
+        reason = Reason("not_understood", "we could not understand what you were saying", "fail-safe policy")
+        return cls(Urgency.URGENT, (reason,), confidence=1.0, failure="the patient could not be understood")
+
+    @classmethod
     def requested(cls, how: str) -> Assessment:
         """The patient asked for a clinician another way (a button, pressing 0 on the phone)."""
         reason = Reason("asks_for_clinician", "you asked to speak with a clinician", how)

@@ -56,6 +56,12 @@ class VoiceSettings(BaseModel):
     whisper_threads: int = 2
     piper_voices_dir: Path = Path("models/piper")
     piper_voice: str = "en_US-joe-medium"
+    # The consultation's vocabulary, given to Whisper as the text before the patient's words,
+    # so that "sores" is not written "soars" (measured in docs/safety.md). Empty: none.
+    vocabulary: str = (
+        "A patient talks to a nurse about their skin: a mole, a rash, blisters, sores, a lump, a spot, "
+        "bleeding, itching, a fever, swelling, a burn, a wound."
+    )
     google_cloud_project: str | None = None
     google_application_credentials: Path | None = None
     # Silence that ends the patient's turn when the end-of-turn model hears a finished
@@ -68,6 +74,10 @@ class SafetySettings(BaseModel):
     emergency_number: str = "911"
     # The disclaimer is repeated on an assessing turn at most this often (in agent turns).
     disclaimer_every_turns: int = 3
+    # Red flags read by sound (agent/hearing.py) and by meaning (agent/semantic_flags.py) as
+    # well as by the words transcribed. Off only to measure each reading on its own.
+    sounds_like: bool = True
+    semantic_detector: bool = True
 
 
 class SipSettings(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,6 +68,11 @@ class PatientTurnAudio:
     barge_in_after_s: float | None = None
 
 
+# After the recorded turns: the next turn, made when the agent has answered (a simulated
+# patient answering the agent's question), or None when the patient has nothing more to say.
+NextTurn = Callable[[], Awaitable[PatientTurnAudio | None]]
+
+
 class _FileInput(BaseInputTransport):
     def __init__(
         self,
@@ -76,9 +82,11 @@ class _FileInput(BaseInputTransport):
         image: tuple[bytes, tuple[int, int], str] | None,
         reply_idle_s: float,
         reply_timeout_s: float,
+        next_turn: NextTurn | None = None,
     ) -> None:
         super().__init__(params)
         self._turns = turns
+        self._next_turn = next_turn
         self._timeline = timeline
         self._image = image
         self._reply_idle_s = reply_idle_s
@@ -181,12 +189,22 @@ class _FileInput(BaseInputTransport):
                 pass
 
     async def _script(self) -> None:
-        for turn in self._turns:
-            if turn.barge_in_after_s is None:
+        recorded = iter(self._turns)
+        while True:
+            turn = next(recorded, None)
+            if turn is None and self._next_turn is None:
+                await self._wait_for_reply()  # the answer to the last turn
+                break
+            if turn is None or turn.barge_in_after_s is None:
                 await self._wait_for_reply()  # the greeting, or the answer to the previous turn
             else:
                 await self._wait_for_agent_to_speak()
                 await asyncio.sleep(turn.barge_in_after_s)
+            if turn is None:
+                assert self._next_turn is not None
+                turn = await self._next_turn()  # what the patient says to that answer
+                if turn is None:
+                    break
             start = self._timeline.now()
             self._played.clear()
             self._playing = turn.samples
@@ -199,7 +217,6 @@ class _FileInput(BaseInputTransport):
                     end_s=self._timeline.now(),
                 )
             )
-        await self._wait_for_reply()
         self._timeline.finished.set()
 
 
@@ -241,6 +258,7 @@ class FileReplayTransport(BaseTransport):
         image: tuple[bytes, tuple[int, int], str] | None = None,
         reply_idle_s: float = 1.0,
         reply_timeout_s: float = 20.0,
+        next_turn: NextTurn | None = None,
     ) -> None:
         super().__init__()
         self.timeline = ReplayTimeline(input_rate=input_rate)
@@ -251,7 +269,9 @@ class FileReplayTransport(BaseTransport):
             audio_out_sample_rate=output_rate,
             video_in_enabled=image is not None,
         )
-        self._input = _FileInput(params, turns, self.timeline, image, reply_idle_s, reply_timeout_s)
+        self._input = _FileInput(
+            params, turns, self.timeline, image, reply_idle_s, reply_timeout_s, next_turn
+        )
         self._output = _RecordingOutput(params, self.timeline)
 
     def input(self) -> FrameProcessor:

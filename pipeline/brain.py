@@ -50,6 +50,7 @@ class BrainProcessor(FrameProcessor):
         self._state: ClinicalStateFrame | None = None
         self._similar: list[RetrievedCase] = []
         self._escalated = False
+        self._asked_instead = False  # this turn was answered with a question of triage's own
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -73,8 +74,16 @@ class BrainProcessor(FrameProcessor):
         elif isinstance(frame, SimilarCasesFrame):
             self._similar = list(frame.cases)
         await self.push_frame(frame, direction)
-        if isinstance(frame, TranscriptionFrame) and frame.finalized and not self._escalated:
-            await self._answer(frame.text)
+        if isinstance(frame, ClinicalStateFrame) and frame.final and frame.ask and not self._escalated:
+            # Unsure what the patient said: ask before answering (agent/clarify.py).
+            await self._speak_text(frame.ask.text)
+            self._asked_instead = bool(frame.text)  # a transcription of this turn follows
+        elif isinstance(frame, TranscriptionFrame) and frame.finalized and not self._escalated:
+            if self._asked_instead:
+                self._asked_instead = False
+                self._history.append(Utterance("patient", frame.text))
+            else:
+                await self._answer(frame.text)
 
     async def _speak_text(self, text: str) -> None:
         await self.push_frame(LLMFullResponseStartFrame())

@@ -8,8 +8,21 @@ from typing import Any
 from pipecat.frames.frames import ControlFrame, DataFrame, SystemFrame
 
 from agent.backends.base import CameraImage, RetrievedCase
+from agent.clarify import Ask
 from agent.facts import ClinicalFacts
 from agent.policy import Assessment
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What Whisper wrote for a phrase or a turn, and how sure it was (its own scores).
+
+    Carried as ``TranscriptionFrame.result``; ``avg_logprob`` of a turn is its least sure phrase's.
+    """
+
+    text: str
+    avg_logprob: float = 0.0  # mean log-probability per token
+    no_speech_prob: float = 0.0
 
 
 @dataclass
@@ -24,6 +37,12 @@ class ClinicalStateFrame(DataFrame):
     assessment: Assessment | None = None
     final: bool = True
     text: str = ""  # the patient's words this state came from (the turn, or the phrase so far)
+    ask: Ask | None = None  # the agent must ask this before going on (agent/clarify.py)
+
+
+@dataclass
+class UnclearSpeechFrame(DataFrame):
+    """The patient spoke a turn, but nothing could be made of it (no words Whisper would stand by)."""
 
 
 @dataclass

@@ -45,16 +45,17 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.utils.time import time_now_iso8601
 
-from pipeline.frames import BrainFailedFrame
+from pipeline.frames import BrainFailedFrame, Heard, UnclearSpeechFrame
 
 PATIENT = "patient"
+MIN_UNCLEAR_TURN_S = 1.0  # a turn this long with no words is speech we missed, not a cough
 log = logging.getLogger(__name__)
 
 
 class SpeechToText(Protocol):
     sample_rate: int
 
-    async def transcribe_async(self, samples: np.ndarray, prompt: str = "") -> str: ...
+    async def transcribe_scored_async(self, samples: np.ndarray, prompt: str = "") -> Heard: ...
 
 
 class IncrementalWhisperSTT(FrameProcessor):
@@ -95,6 +96,7 @@ class IncrementalWhisperSTT(FrameProcessor):
         self._passes: list[asyncio.Task[str]] = []
         self._turn_timer: asyncio.Task | None = None
         self._recognition_failure = ""
+        self._scores: list[Heard] = []  # each pass's own scores
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -162,12 +164,13 @@ class IncrementalWhisperSTT(FrameProcessor):
         # Shielded: a cancelled turn timer awaiting a pass must not cancel the pass itself.
         prompt = (await asyncio.shield(previous) if previous is not None else "") or ""
         try:
-            text = await self._transcriber.transcribe_async(phrase, prompt=prompt[-200:])
+            heard = await self._transcriber.transcribe_scored_async(phrase, prompt=prompt[-200:])
         except Exception as exc:  # noqa: BLE001 - noted here, acted on when the turn ends
             log.error("speech recognition failed: %s", type(exc).__name__)
             self._recognition_failure = f"speech recognition failed ({type(exc).__name__})"
             return prompt
-        return f"{prompt} {text}".strip()
+        self._scores.append(heard)
+        return f"{prompt} {heard.text}".strip()
 
     async def _push_interim(self) -> None:
         done = [task for task in self._passes if task.done() and not task.cancelled()]
@@ -194,6 +197,7 @@ class IncrementalWhisperSTT(FrameProcessor):
             log.error("end of turn failed: %s", type(exc).__name__)
             text, self._recognition_failure = "", f"speech recognition failed ({type(exc).__name__})"
         failure = self._recognition_failure
+        scores, spoken_s = list(self._scores), len(self._audio) / 2 / self._rate
         log.debug(
             "patient turn ended %.0f ms after the pause (end of turn: %s, %d passes)",
             (time.monotonic() - paused_at) * 1000,
@@ -206,9 +210,15 @@ class IncrementalWhisperSTT(FrameProcessor):
         self._answer_may_be_pending = True
         if text:
             frame = TranscriptionFrame(
-                text=text, user_id=PATIENT, timestamp=time_now_iso8601(), finalized=True
+                text=text,
+                user_id=PATIENT,
+                timestamp=time_now_iso8601(),
+                finalized=True,
+                result=_turn_scores(text, scores),
             )
             await self.push_frame(frame)
+        elif spoken_s >= MIN_UNCLEAR_TURN_S and not failure:
+            await self.push_frame(UnclearSpeechFrame())  # speech, but no words: the agent asks again
         if failure:
             await self.push_frame(BrainFailedFrame(reason=failure))  # the safety processor escalates
         await self.broadcast_frame(UserStoppedSpeakingFrame)
@@ -219,3 +229,11 @@ class IncrementalWhisperSTT(FrameProcessor):
         for task in self._passes:
             await self.cancel_task(task)
         self._reset_turn()
+
+
+def _turn_scores(text: str, scores: list[Heard]) -> Heard:
+    """A turn is as sure as its least sure phrase."""
+    spoken = [h for h in scores if h.text]
+    if not spoken:
+        return Heard(text)
+    return Heard(text, min(h.avg_logprob for h in spoken), max(h.no_speech_prob for h in spoken))

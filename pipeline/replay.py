@@ -16,6 +16,7 @@ import json
 import logging
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +41,22 @@ OUTPUT_RATE = 16000
 log = logging.getLogger("pipeline.replay")
 
 
+# A patient who answers: given what the agent said since the patient's last turn and whether
+# it has escalated, the next turn's 16 kHz samples, or None when the patient is done.
+Responder = Callable[[str, bool], Awaitable[np.ndarray | None]]
+MAX_ANSWERED_TURNS = 8
+
+
+def patient_turn(samples: np.ndarray, name: str) -> PatientTurnAudio:
+    start, end = speech_bounds(samples, INPUT_RATE)
+    if end <= start:
+        raise AudioInputError(f"{name}: the file holds only silence")
+    return PatientTurnAudio(samples, start, end)
+
+
 def load_turns(wavs: list[Path]) -> list[PatientTurnAudio]:
     """Read every turn first, so that a bad input fails before anything runs."""
-    turns = []
-    for path in wavs:
-        samples = read_mono_int16(path, INPUT_RATE)
-        start, end = speech_bounds(samples, INPUT_RATE)
-        if end <= start:
-            raise AudioInputError(f"{path}: the file holds only silence")
-        turns.append(PatientTurnAudio(samples, start, end))
-    return turns
+    return [patient_turn(read_mono_int16(path, INPUT_RATE), str(path)) for path in wavs]
 
 
 async def run_replay(
@@ -58,8 +65,12 @@ async def run_replay(
     image: Path | None = None,
     settings: Settings | None = None,
     backend: BrainBackend | None = None,
+    next_turn: Responder | None = None,
 ) -> dict[str, Any]:
-    """Play the turns through a full session and write the outputs; returns result.json's data."""
+    """Play the turns through a full session and write the outputs; returns result.json's data.
+
+    With ``next_turn``, the patient goes on answering the agent after the recorded turns.
+    """
     settings = settings or load_settings()
     turns = load_turns(wavs)
     still = load_still(image) if image is not None else None
@@ -77,8 +88,24 @@ async def run_replay(
     root.addHandler(handler)
     quiet_libraries()
     try:
-        transport = FileReplayTransport(turns, input_rate=INPUT_RATE, output_rate=OUTPUT_RATE, image=still)
         transcript, latency = TranscriptObserver(), VoiceLatencyObserver()
+
+        async def answer() -> PatientTurnAudio | None:
+            assert next_turn is not None
+            events = transcript.events
+            last_patient = max((i for i, e in enumerate(events) if e.kind == "patient"), default=-1)
+            said = " ".join(e.text for e in events[last_patient + 1 :] if e.kind == "agent")
+            escalated = any(e.kind == "escalation" for e in events)
+            samples = await next_turn(said, escalated)
+            return None if samples is None else patient_turn(samples, "answer")
+
+        transport = FileReplayTransport(
+            turns,
+            input_rate=INPUT_RATE,
+            output_rate=OUTPUT_RATE,
+            image=still,
+            next_turn=answer if next_turn is not None else None,
+        )
         # Without a photo the replayed patient has no camera: the agent asks for a description.
         context = SessionContext(
             session_id=session_id,
@@ -93,7 +120,8 @@ async def run_replay(
             idle_timeout_s=None,
         )
         log.info("replay session started: %d patient turns, backend=%s", len(turns), backend.name)
-        budget = sum(t.samples.size for t in turns) / INPUT_RATE + 25.0 * (len(turns) + 1)
+        answered = MAX_ANSWERED_TURNS if next_turn is not None else 0
+        budget = sum(t.samples.size for t in turns) / INPUT_RATE + 25.0 * (len(turns) + answered + 1)
 
         async def end_when_done() -> None:
             try:

@@ -62,6 +62,7 @@ from pipeline.frames import (
     SummaryRequestFrame,
 )
 from pipeline.metrics import ESCALATIONS_TOTAL, PREDICTION_CONFIDENCE
+from pipeline.second_opinion import SecondOpinionFrame
 
 log = logging.getLogger(__name__)
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -155,6 +156,9 @@ class SafetyProcessor(FrameProcessor):
         elif isinstance(frame, BrainFailedFrame):
             log.error("brain failure (%s): escalating", frame.reason)
             await self._escalate(Assessment.failed(frame.reason), spoken_prefix=FAILURE_PREFIX)
+        elif isinstance(frame, SecondOpinionFrame):
+            await self.push_frame(frame, direction)
+            await self._escalate(frame.assessment(self._policy.escalate_from))
         else:
             await self.push_frame(frame, direction)
 
@@ -163,7 +167,11 @@ class SafetyProcessor(FrameProcessor):
     async def _on_state(self, frame: ClinicalStateFrame) -> None:
         if frame.final:
             self._facts = frame.facts
-        assessment = self._policy.assess(frame.facts, self._evidence)
+        assessment = frame.assessment or self._policy.assess(frame.facts)
+        if self._evidence:  # similar cases may raise the level the words alone reached
+            with_evidence = self._policy.assess(frame.facts, self._evidence)
+            if with_evidence.level.rank < assessment.level.rank:
+                assessment = with_evidence
         if frame.final:
             PREDICTION_CONFIDENCE.observe(assessment.confidence)
         if assessment.escalate:

@@ -8,7 +8,9 @@ The same assembly serves the browser (WebRTC), phone calls (SIP) and replays (fi
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,18 +28,23 @@ from pipecat.workers.runner import WorkerRunner
 
 from agent.backends.base import BrainBackend
 from agent.escalation import EscalationStore
+from agent.policy import default_policy
+from agent.second_opinion import create_red_flag_checker
+from agent.semantic_flags import SemanticRedFlags
 from configs.settings import Settings
 from pipeline.brain import BrainProcessor
 from pipeline.camera import CameraSampler
 from pipeline.heap import freeze_startup_heap
 from pipeline.incremental_stt import IncrementalWhisperSTT
 from pipeline.safety import SafetyProcessor
-from pipeline.transcriber import shared_transcriber
+from pipeline.second_opinion import SecondOpinionProcessor
+from pipeline.transcriber import Transcriber, shared_transcriber
 from pipeline.triage import TriageProcessor
 
 if TYPE_CHECKING:
     from rag.retrieval import CaseSearch
 
+log = logging.getLogger(__name__)
 INPUT_RATE = 16000
 VAD_STOP_S = 0.2
 
@@ -67,17 +74,39 @@ def whisper_dir(settings: Settings) -> Path:
     return settings.path(settings.models_dir) / f"whisper-{settings.voice.whisper_model_size}"
 
 
-def agent_processors(
+@lru_cache(maxsize=2)
+def _semantic_red_flags(model_dir: Path, device: str) -> SemanticRedFlags | None:
+    from rag.text_encoder import TextEncoder, text_model_problem
+
+    problem = text_model_problem(model_dir)
+    if problem:
+        log.error("red flags by meaning are off: %s", problem)
+        return None
+    encoder = TextEncoder(model_dir, device)
+    return SemanticRedFlags(lambda texts: encoder.encode(texts, threads=1), default_policy())
+
+
+def make_triage(settings: Settings) -> TriageProcessor:
+    """The triage processor with the safety readings the settings ask for (shared models)."""
+    semantic = None
+    if settings.safety.semantic_detector:
+        semantic = _semantic_red_flags(
+            settings.path(settings.embedding.text_model_dir), settings.embedding.device
+        )
+    return TriageProcessor(sounds_like=settings.safety.sounds_like, semantic=semantic)
+
+
+def thinking_processors(
     settings: Settings, backend: BrainBackend, context: SessionContext
 ) -> list[FrameProcessor]:
-    """Everything after speech has become text: triage, retrieval, brain, safety, voice."""
-    processors: list[FrameProcessor] = [TriageProcessor()]
-    if context.retriever is not None:
-        from pipeline.retrieval import RetrievalProcessor
-
-        processors.append(RetrievalProcessor(context.retriever, k=settings.vector_store_top_k))
-    processors += [
-        BrainProcessor(backend, first_text_timeout_s=settings.llm.timeout_s, channel=context.channel),
+    """The brain, the model's second opinion on red flags (when a model is configured), safety."""
+    processors: list[FrameProcessor] = [
+        BrainProcessor(backend, first_text_timeout_s=settings.llm.timeout_s, channel=context.channel)
+    ]
+    checker = create_red_flag_checker(settings)  # None for MODEL_BACKEND=mock
+    if checker is not None:
+        processors.append(SecondOpinionProcessor(checker))  # after the brain: nothing holds it up
+    processors.append(
         SafetyProcessor(
             session_id=context.session_id,
             store=EscalationStore(settings.path(settings.escalations_dir)),
@@ -86,17 +115,35 @@ def agent_processors(
             disclaimer_every_turns=settings.safety.disclaimer_every_turns,
             reassure_every_s=settings.clinician.reassure_every_s,
             repeat_emergency_after_s=settings.clinician.repeat_emergency_after_s,
-        ),
-        make_tts(settings),
-    ]
+        )
+    )
     return processors
+
+
+def agent_processors(
+    settings: Settings, backend: BrainBackend, context: SessionContext
+) -> list[FrameProcessor]:
+    """Everything after speech has become text: triage, retrieval, brain, safety, voice."""
+    processors: list[FrameProcessor] = [make_triage(settings)]
+    if context.retriever is not None:
+        from pipeline.retrieval import RetrievalProcessor
+
+        processors.append(RetrievalProcessor(context.retriever, k=settings.vector_store_top_k))
+    processors += [*thinking_processors(settings, backend, context), make_tts(settings)]
+    return processors
+
+
+def shared_transcriber_for(settings: Settings) -> Transcriber:
+    """The process's Whisper, with the consultation's vocabulary the settings give."""
+    voice = settings.voice
+    return shared_transcriber(
+        whisper_dir(settings), voice.whisper_compute_type, voice.whisper_threads, voice.vocabulary
+    )
 
 
 def listening_processors(settings: Settings) -> list[FrameProcessor]:
     """Speech in, turns and transcriptions out: VAD and the incremental transcriber."""
-    transcriber = shared_transcriber(
-        whisper_dir(settings), settings.voice.whisper_compute_type, settings.voice.whisper_threads
-    )
+    transcriber = shared_transcriber_for(settings)
     stt = IncrementalWhisperSTT(
         transcriber,
         end_of_turn=LocalSmartTurnAnalyzerV3(),
@@ -118,12 +165,12 @@ def patient_session(
 def warm_up(settings: Settings) -> None:
     """Pay the first-use costs (Whisper allocations, the clinical NLP) before the first patient."""
     from agent.facts import extract_facts
-    from agent.policy import assess
+    from agent.hearing import warm_up as hearing_warm_up
 
-    shared_transcriber(
-        whisper_dir(settings), settings.voice.whisper_compute_type, settings.voice.whisper_threads
-    ).warm_up()
-    assess(extract_facts("I have had an itchy rash on my arm for two weeks, no fever."))
+    shared_transcriber_for(settings).warm_up()
+    triage = make_triage(settings)
+    hearing_warm_up()
+    triage.assess(extract_facts("I have had an itchy rash on my arm for two weeks, no fever."), "no fever")
     freeze_startup_heap()  # last: what start-up loaded is never garbage
 
 

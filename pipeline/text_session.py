@@ -17,14 +17,11 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.utils.time import time_now_iso8601
 
 from agent.backends.base import BrainBackend
-from agent.escalation import EscalationStore
+from agent.simulator import SimulatedPatient
 from configs.settings import Settings
-from pipeline.brain import BrainProcessor
-from pipeline.frames import AgentUtteranceFrame
+from pipeline.frames import AgentUtteranceFrame, EscalationFrame
 from pipeline.observers import TranscriptEvent, TranscriptObserver
-from pipeline.safety import SafetyProcessor
-from pipeline.session import run_worker
-from pipeline.triage import TriageProcessor
+from pipeline.session import SessionContext, make_triage, run_worker, thinking_processors
 
 
 class _AgentTurns(FrameProcessor):
@@ -33,13 +30,18 @@ class _AgentTurns(FrameProcessor):
     def __init__(self) -> None:
         super().__init__()
         self.count = 0
+        self.texts: list[str] = []
+        self.escalated = False
         self.changed = asyncio.Event()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         if isinstance(frame, AgentUtteranceFrame):
             self.count += 1
+            self.texts.append(frame.text)
             self.changed.set()
+        elif isinstance(frame, EscalationFrame):
+            self.escalated = True
         await self.push_frame(frame, direction)
 
     async def wait_beyond(self, count: int, timeout_s: float) -> None:
@@ -71,26 +73,23 @@ class TextSessionResult:
 async def run_text_session(
     settings: Settings,
     backend: BrainBackend,
-    turns: list[str],
+    turns: list[str] | SimulatedPatient,
     *,
     session_id: str,
     channel: str = "audio",
     reply_timeout_s: float = 30.0,
 ) -> TextSessionResult:
-    """Play ``turns`` as finished patient turns, each after the agent's previous answer."""
+    """Play ``turns`` as finished patient turns, each after the agent's previous answer.
+
+    ``turns`` is a fixed list, or a simulated patient who answers what the agent asks.
+    """
+    patient = turns if isinstance(turns, SimulatedPatient) else SimulatedPatient(tuple(turns), max_answers=0)
     sink = _AgentTurns()
     transcript = TranscriptObserver()
     pipeline = Pipeline(
         [
-            TriageProcessor(),
-            BrainProcessor(backend, first_text_timeout_s=settings.llm.timeout_s, channel=channel),
-            SafetyProcessor(
-                session_id=session_id,
-                store=EscalationStore(settings.path(settings.escalations_dir)),
-                emergency_number=settings.safety.emergency_number,
-                channel=channel,
-                disclaimer_every_turns=settings.safety.disclaimer_every_turns,
-            ),
+            make_triage(settings),
+            *thinking_processors(settings, backend, SessionContext(session_id=session_id, channel=channel)),
             sink,
         ]
     )
@@ -98,7 +97,8 @@ async def run_text_session(
 
     async def drive() -> None:
         await sink.wait_beyond(0, reply_timeout_s)  # the greeting
-        for text in turns:
+        text = patient.first()
+        while text is not None:
             seen = sink.count
             frame = TranscriptionFrame(
                 text=text, user_id="patient", timestamp=time_now_iso8601(), finalized=True
@@ -106,6 +106,7 @@ async def run_text_session(
             await worker.queue_frame(frame)
             await sink.wait_beyond(seen, reply_timeout_s)
             await asyncio.sleep(0.05)  # let a reply and an escalation racing it both land
+            text = patient.reply(" ".join(sink.texts[seen:]), escalated=sink.escalated)
         await worker.queue_frame(EndFrame())
 
     driver = asyncio.create_task(drive())

@@ -21,6 +21,8 @@ from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_suppressed_tokens
 
+from pipeline.frames import Heard
+
 SAMPLE_RATE = 16000
 FRAMES_PER_SECOND = 100  # Whisper's mel frames
 MIN_PADDING_S = 3.0
@@ -31,11 +33,17 @@ MIN_PEAK = 300  # int16 peak below which a phrase is taken as silence (about -40
 
 
 class Transcriber:
-    """Turns 16 kHz int16 speech into text. Thread-safe; one model shared by all sessions."""
+    """Turns 16 kHz int16 speech into text. Thread-safe; one model shared by all sessions.
+
+    ``vocabulary`` is given to Whisper as the text that came before (its "prompt"): a sentence
+    with the consultation's words makes "sores" likelier than "soars".
+    """
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, model_dir: Path, compute_type: str = "int8", threads: int = 2) -> None:
+    def __init__(
+        self, model_dir: Path, compute_type: str = "int8", threads: int = 2, vocabulary: str = ""
+    ) -> None:
         if not (model_dir / "model.bin").exists():
             raise FileNotFoundError(
                 f"{model_dir}/model.bin is missing: run scripts/setup.sh to assemble the models"
@@ -47,21 +55,26 @@ class Transcriber:
             self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe", language="en"
         )
         self._suppressed = list(get_suppressed_tokens(self._tokenizer, [-1]))
+        self.vocabulary = vocabulary.strip()
         # CTranslate2 runs one call at a time well on 2 cores; queue the rest.
         self._lock = threading.Lock()
 
     def transcribe(self, samples: np.ndarray, prompt: str = "") -> str:
+        return self.transcribe_scored(samples, prompt).text
+
+    def transcribe_scored(self, samples: np.ndarray, prompt: str = "") -> Heard:
         if samples.size == 0 or int(np.abs(samples).max()) < MIN_PEAK:
-            return ""  # near-silence: Whisper would invent a word ("you")
+            return Heard("")  # near-silence: Whisper would invent a word ("you")
         audio = samples.astype(np.float32) / 32768.0
         seconds = audio.size / SAMPLE_RATE
         window = next((w for w in SHORT_WINDOWS_S if seconds + MIN_PADDING_S <= w), None)
+        prompt = f"{self.vocabulary} {prompt.strip()}".strip()
         with self._lock:
             if window is None:
                 return self._transcribe_full(audio, prompt)
             return self._transcribe_short(audio, prompt, window)
 
-    def _transcribe_short(self, audio: np.ndarray, prompt: str, window_s: int) -> str:
+    def _transcribe_short(self, audio: np.ndarray, prompt: str, window_s: int) -> Heard:
         frames = window_s * FRAMES_PER_SECOND
         padded = np.zeros(window_s * SAMPLE_RATE, dtype=np.float32)
         padded[: audio.size] = audio
@@ -91,10 +104,10 @@ class Transcriber:
         tokens = [t for t in result.sequences_ids[0] if t < tok.eot]
         avg_logprob = result.scores[0] / max(1, len(tokens) + 1)
         if result.no_speech_prob > NO_SPEECH_PROB and avg_logprob < MIN_AVG_LOGPROB:
-            return ""
-        return tok.decode(tokens).strip()
+            return Heard("", avg_logprob, result.no_speech_prob)
+        return Heard(tok.decode(tokens).strip(), avg_logprob, result.no_speech_prob)
 
-    def _transcribe_full(self, audio: np.ndarray, prompt: str) -> str:
+    def _transcribe_full(self, audio: np.ndarray, prompt: str) -> Heard:
         segments, _info = self.model.transcribe(
             audio,
             language="en",
@@ -103,18 +116,32 @@ class Transcriber:
             condition_on_previous_text=False,
             without_timestamps=True,
         )
-        return " ".join(s.text.strip() for s in segments).strip()
+        segments = list(segments)
+        if not segments:
+            return Heard("")
+        return Heard(
+            " ".join(s.text.strip() for s in segments).strip(),
+            min(s.avg_logprob for s in segments),
+            max(s.no_speech_prob for s in segments),
+        )
 
     def warm_up(self) -> None:
         """The first calls are slow (allocations); pay them before the first patient does."""
+        noise = np.random.default_rng(0)  # loud enough to pass MIN_PEAK: the model really runs
         for window in SHORT_WINDOWS_S:
-            self.transcribe(np.zeros(int((window - MIN_PADDING_S) * SAMPLE_RATE) - 1, dtype=np.int16))
+            size = int((window - MIN_PADDING_S) * SAMPLE_RATE) - 1
+            self.transcribe(noise.integers(-3000, 3000, size, dtype=np.int16))
 
     async def transcribe_async(self, samples: np.ndarray, prompt: str = "") -> str:
         return await asyncio.to_thread(self.transcribe, samples, prompt)
 
+    async def transcribe_scored_async(self, samples: np.ndarray, prompt: str = "") -> Heard:
+        return await asyncio.to_thread(self.transcribe_scored, samples, prompt)
+
 
 @lru_cache(maxsize=4)
-def shared_transcriber(model_dir: Path, compute_type: str = "int8", threads: int = 2) -> Transcriber:
+def shared_transcriber(
+    model_dir: Path, compute_type: str = "int8", threads: int = 2, vocabulary: str = ""
+) -> Transcriber:
     """The process-wide transcriber for a model directory."""
-    return Transcriber(model_dir, compute_type, threads)
+    return Transcriber(model_dir, compute_type, threads, vocabulary)

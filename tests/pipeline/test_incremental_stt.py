@@ -19,7 +19,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.tests.utils import SleepFrame, run_test
 
-from pipeline.frames import BrainFailedFrame
+from pipeline.frames import BrainFailedFrame, Heard
 from pipeline.incremental_stt import IncrementalWhisperSTT
 
 
@@ -33,10 +33,10 @@ class FakeTranscriber:
         self.delay_s = delay_s
         self.calls: list[tuple[float, int, str]] = []  # (started at, samples, prompt)
 
-    async def transcribe_async(self, samples: np.ndarray, prompt: str = "") -> str:
+    async def transcribe_scored_async(self, samples: np.ndarray, prompt: str = "") -> Heard:
         self.calls.append((time.monotonic(), samples.size, prompt))
         await asyncio.sleep(self.delay_s)
-        return self._phrases.pop(0)
+        return Heard(self._phrases.pop(0), avg_logprob=-0.3)
 
 
 def speech(seconds: float) -> list[InputAudioRawFrame]:
@@ -183,7 +183,7 @@ async def test_resuming_while_the_turn_waits_for_a_pass_keeps_every_word() -> No
 
 async def test_a_failing_recogniser_ends_the_turn_and_fails_safe() -> None:
     class Broken(FakeTranscriber):
-        async def transcribe_async(self, samples: np.ndarray, prompt: str = "") -> str:
+        async def transcribe_scored_async(self, samples: np.ndarray, prompt: str = "") -> Heard:
             raise RuntimeError("ctranslate2 crashed")
 
     stt = IncrementalWhisperSTT(Broken([]), turn_stop_s=0.3, vad_stop_s=0.2)

