@@ -2,7 +2,7 @@
 
     python -m agent.evaluate [--split core|dev|blind|all ...] [--heard | --audio]
                              [--conditions clean,noise,phone] [--sample N] [--only ID ...]
-                             [--concurrency N] [--no-sounds-like] [--no-semantic] [--no-vocabulary] --json
+                             [--concurrency N] [--no-sounds-like] [--no-semantic] [--vocabulary TEXT] --json
 
 The conversations (``agent/eval_scenarios.yaml``, the ``core`` set, written with the rules;
 ``agent/eval_sets/dev.yaml`` and ``blind.yaml``, written blind from published guidance by
@@ -101,6 +101,14 @@ class Outcome:
     said: list[str] = field(default_factory=list)  # what the patient said (speech modes)
     word_errors: int = 0
     words: int = 0
+
+    @property
+    def invented_red_flag_words(self) -> list[str]:
+        """Red-flag words in what was heard that the patient never said (speech modes)."""
+        from agent.hearing import red_flag_words
+
+        said = {w.lower() for text in self.said for w in text.split()}
+        return [w for text in self.heard for w in red_flag_words(text) if w not in said]
 
     @property
     def leaks(self) -> list[str]:
@@ -325,7 +333,10 @@ async def run_audio(scenario: Scenario, settings: Settings, workdir: Path) -> Ou
 
     async def next_turn(agent_said: str, escalated: bool) -> Any:
         text = patient.reply(agent_said, escalated=escalated)
-        return None if text is None else read_mono_int16(speak(text), INPUT_RATE)
+        if text is None:
+            return None
+        # Synthesis off the event loop: the session's microphone and pipeline keep their pace.
+        return read_mono_int16(await asyncio.to_thread(speak, text), INPUT_RATE)
 
     first = patient.first()
     wavs = [speak(first)] if first else []
@@ -410,6 +421,7 @@ def _rates(outcomes: Iterable[Outcome]) -> dict[str, Any]:
     }
     if words:
         rates["word_error_rate"] = round(sum(o.word_errors for o in outcomes) / words, 4)
+        rates["invented_red_flag_words"] = sum(len(o.invented_red_flag_words) for o in benign)
     return rates
 
 
@@ -494,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=1, help="scenarios run at once")
     parser.add_argument("--no-sounds-like", action="store_true", help="measure without reading by sound")
     parser.add_argument("--no-semantic", action="store_true", help="measure without red flags by meaning")
-    parser.add_argument("--no-vocabulary", action="store_true", help="measure without Whisper's vocabulary")
+    parser.add_argument("--vocabulary", default=None, metavar="TEXT", help="measure with this Whisper prompt")
     parser.add_argument(
         "--show-blind", action="store_true", help="print what the blind split's patients said"
     )
@@ -520,9 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     safety = settings.safety.model_copy(
         update={"sounds_like": not args.no_sounds_like, "semantic_detector": not args.no_semantic}
     )
-    voice = settings.voice.model_copy(
-        update={"vocabulary": "" if args.no_vocabulary else settings.voice.vocabulary}
-    )
+    vocabulary = settings.voice.vocabulary if args.vocabulary is None else args.vocabulary
+    voice = settings.voice.model_copy(update={"vocabulary": vocabulary})
     settings = settings.model_copy(update={"safety": safety, "voice": voice})
     report = asyncio.run(
         evaluate(scenarios, settings, audio=args.audio, heard=args.heard, concurrency=args.concurrency)

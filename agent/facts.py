@@ -69,6 +69,14 @@ EXTRA_PSEUDO = [
     "not only",
     "no idea if",
     "i'm not sure",
+    # "a new mole that wasn't there before": the "wasn't" belongs to "there", not to the mole
+    "wasn't there",
+    "was not there",
+    "weren't there",
+    "were not there",
+    # "I can't sleep, the pain is that bad"
+    "can't sleep",
+    "cannot sleep",
 ]
 # A new clause ends a negation's reach. "and" is one: "no fever and the mole is bleeding"
 # must not deny the bleeding (the cost, "no fever and chills" keeping chills, is the safe one).
@@ -273,7 +281,14 @@ _NUMBER_WORDS = {
     "several": 4,
     "many": 6,
 }
-_NUM = r"(\d+(?:\.\d+)?|" + "|".join(sorted(map(re.escape, _NUMBER_WORDS), key=len, reverse=True)) + r")"
+_TENS = r"(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)"
+_UNITS = r"(?:one|two|three|four|five|six|seven|eight|nine)"
+# "eighty-two" and "eighty two" are one number, tried before "two" alone.
+_NUM = (
+    rf"(\d+(?:\.\d+)?|{_TENS}[\s-]{_UNITS}|"
+    + "|".join(sorted(map(re.escape, _NUMBER_WORDS), key=len, reverse=True))
+    + r")"
+)
 _UNIT_DAYS = {"hour": 1 / 24, "day": 1, "night": 1, "week": 7, "month": 30, "year": 365}
 DURATION = re.compile(
     rf"\b(?:for|about|around|almost|nearly|over|past|last|since|roughly|maybe)?\s*{_NUM}\s*"
@@ -339,7 +354,9 @@ _WORD_DIGITS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
 
 def _number(token: str) -> float:
     token = token.lower().strip()
-    return float(token) if token[0].isdigit() else float(_NUMBER_WORDS.get(token, 1))
+    if token[0].isdigit():
+        return float(token)
+    return float(sum(_NUMBER_WORDS.get(part, 0) for part in re.split(r"[\s-]+", token)) or 1)
 
 
 def scin_duration(days: float) -> str:
@@ -425,7 +442,8 @@ def extract_facts(text: str, into: ClinicalFacts | None = None) -> ClinicalFacts
     doc = _nlp()(text)
     for ent in doc.ents:
         if ent.label_ == "FINDING":
-            facts.record(ent.ent_id_, Presence.ABSENT if ent._.negex else Presence.PRESENT)
+            negated = ent._.negex and not _negated_only_by_a_phrase(doc, ent)
+            facts.record(ent.ent_id_, Presence.ABSENT if negated else Presence.PRESENT)
         elif ent.label_ == "DENIED":
             facts.record(ent.ent_id_, Presence.ABSENT)
     _read_sites(doc, facts)
@@ -436,6 +454,26 @@ def extract_facts(text: str, into: ClinicalFacts | None = None) -> ClinicalFacts
     _read_skin_type(text, facts)
     _read_tried(text, facts)
     return facts
+
+
+_NEGATION_WORDS = frozenset(
+    "no not never without none nobody nothing neither nor n't cannot can't won't isn't hasn't haven't "
+    "doesn't don't didn't wasn't weren't aren't wouldn't couldn't shouldn't".split()
+)
+
+
+def _negated_only_by_a_phrase(doc: Any, ent: Any) -> bool:
+    """NegEx negated ``ent`` with a cue that belongs to an earlier finding's own phrase.
+
+    "He hasn't had a wee all day, he's floppy": the "hasn't" is part of "hasn't had a wee" (a
+    finding in its own right), not a denial of "floppy". True when the only negation cues
+    between the previous finding that carries one and ``ent`` are inside that finding.
+    """
+    before = [e for e in doc.ents if e.end <= ent.start and e.label_ == "FINDING"]
+    if not before or not any(t.lower_ in _NEGATION_WORDS for t in before[-1]):
+        return False
+    between = doc[before[-1].end : ent.start]
+    return not any(t.lower_ in _NEGATION_WORDS for t in between)
 
 
 def _read_sites(doc: Any, facts: ClinicalFacts) -> None:

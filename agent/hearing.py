@@ -117,6 +117,12 @@ def as_keywords(text: str) -> str | None:
     return reading if changed else None
 
 
+def red_flag_words(text: str) -> list[str]:
+    """The red-flag keywords written in ``text`` (to see what a recogniser may have invented)."""
+    keywords, _never = _lexicon()
+    return [w.lower() for w in WORD.findall(text) if w.lower() in keywords]
+
+
 def warm_up() -> None:
     """Load the pronouncing dictionary (about 2 s) before the first patient speaks."""
     _lexicon()

@@ -56,12 +56,10 @@ class VoiceSettings(BaseModel):
     whisper_threads: int = 2
     piper_voices_dir: Path = Path("models/piper")
     piper_voice: str = "en_US-joe-medium"
-    # The consultation's vocabulary, given to Whisper as the text before the patient's words,
-    # so that "sores" is not written "soars" (measured in docs/safety.md). Empty: none.
-    vocabulary: str = (
-        "A patient talks to a nurse about their skin: a mole, a rash, blisters, sores, a lump, a spot, "
-        "bleeding, itching, a fever, swelling, a burn, a wound."
-    )
+    # The consultation's vocabulary, given to Whisper as the text before the patient's words
+    # ("... a mole, a rash, sores ..."). Off by default: measured, it made Whisper drop the
+    # words of short phrases (docs/safety.md, "Robust to mishearing").
+    vocabulary: str = ""
     google_cloud_project: str | None = None
     google_application_credentials: Path | None = None
     # Silence that ends the patient's turn when the end-of-turn model hears a finished
