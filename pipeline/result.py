@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.pii import redact
+from agent.policy import Urgency
 from media.file_transport import ReplayTimeline
 from pipeline.observers import TranscriptEvent
 
@@ -73,12 +74,17 @@ def build_result(backend: str, timeline: ReplayTimeline, events: list[Transcript
         if span is not None:
             latency_ms.append(round((span[0] - turn.speech_end_s) * 1000, 1))
 
-    escalation = None
-    first = next((e for e in events if e.kind == "escalation"), None)
-    if first is not None:
-        escalation = {
-            "level": first.level,
-            "reason": "; ".join(first.reasons),
-            "at_s": round(first.at - t0, 3),
-        }
-    return {"backend": backend, "turns": turns, "escalation": escalation, "latency_ms": latency_ms}
+    escalations = [
+        {"level": e.level, "reason": "; ".join(e.reasons), "at_s": round(e.at - t0, 3)}
+        for e in events
+        if e.kind == "escalation"
+    ]
+    # The most urgent (an urgent escalation may later be raised to an emergency); each one in order.
+    escalation = min(escalations, key=lambda e: Urgency(e["level"]).rank) if escalations else None
+    return {
+        "backend": backend,
+        "turns": turns,
+        "escalation": escalation,
+        "escalations": escalations,
+        "latency_ms": latency_ms,
+    }

@@ -97,6 +97,7 @@ class SafetyProcessor(FrameProcessor):
         self._best_image: CameraImage | None = None
         self._transcript: list[tuple[str, str]] = []  # in memory only; redacted when stored
         self._escalation: Assessment | None = None
+        self._record_id = ""
         self._escalated_at = 0.0
         self._clinician: str | None = None
         self._waiting_task: asyncio.Task | None = None
@@ -235,18 +236,40 @@ class SafetyProcessor(FrameProcessor):
 
     async def _escalate(self, assessment: Assessment, spoken_prefix: str = "", trigger: str = "") -> None:
         if self._escalation:
+            if assessment.level.rank < self._escalation.level.rank:
+                # Already escalated, and now it is more urgent (an emergency): say so, and the
+                # clinician's record of the same escalation says so too.
+                self._escalation = assessment
+                message = escalation_message(assessment.level, self._emergency_number)
+                await self._raise_alarm(assessment, message, trigger, raised=True)
             return
         self._escalation = assessment
         self._escalated_at = time.monotonic()
+        message = f"{spoken_prefix} {escalation_message(assessment.level, self._emergency_number)}".strip()
+        await self._raise_alarm(assessment, message, trigger)
+        if not self._clinician:
+            self._waiting_task = self.create_task(self._reassure_while_waiting(), "reassure-while-waiting")
+
+    async def _raise_alarm(
+        self, assessment: Assessment, message: str, trigger: str, *, raised: bool = False
+    ) -> None:
+        """Stop the agent, tell the patient what happens next, store the record, tell the clinicians."""
         await self.broadcast_interruption()  # the agent stops mid-sentence
         level = assessment.level.value
         ESCALATIONS_TOTAL.labels(level=level).inc()
-        log.warning("escalation: level=%s rules=%s", level, ",".join(assessment.rule_ids))
-        message = f"{spoken_prefix} {escalation_message(assessment.level, self._emergency_number)}".strip()
+        log.warning(
+            "escalation%s: level=%s rules=%s",
+            " raised" if raised else "",
+            level,
+            ",".join(assessment.rule_ids),
+        )
         await self.push_frame(
             RTVIServerMessageFrame(data={"type": "escalation", "level": level, "message": message})
         )
         record = self._record(assessment, trigger)
+        if raised:
+            record.id = self._record_id  # the queue refreshes the escalation it already has
+        self._record_id = record.id
         await self._speak(message)
         try:
             await asyncio.to_thread(self._store.save, record)
@@ -254,8 +277,6 @@ class SafetyProcessor(FrameProcessor):
             log.exception("could not persist escalation %s", record.id)  # what the patient hears already ran
         reasons = [reason.description for reason in assessment.reasons]
         await self.broadcast_frame(EscalationFrame, level=level, reasons=reasons, record=record.to_dict())
-        if not self._clinician:
-            self._waiting_task = self.create_task(self._reassure_while_waiting(), "reassure-while-waiting")
 
     def _record(self, assessment: Assessment, trigger: str) -> EscalationRecord:
         image = self._best_image

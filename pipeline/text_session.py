@@ -17,6 +17,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.utils.time import time_now_iso8601
 
 from agent.backends.base import BrainBackend
+from agent.policy import Urgency
 from agent.simulator import SimulatedPatient
 from configs.settings import Settings
 from pipeline.frames import AgentUtteranceFrame, EscalationFrame
@@ -63,7 +64,9 @@ class TextSessionResult:
 
     @property
     def escalation(self) -> TranscriptEvent | None:
-        return next((e for e in self.events if e.kind == "escalation"), None)
+        """The most urgent escalation of the session (an urgent one may be raised to an emergency)."""
+        raised = [e for e in self.events if e.kind == "escalation"]
+        return min(raised, key=lambda e: Urgency(e.level).rank) if raised else None
 
     @property
     def agent_turns(self) -> list[TranscriptEvent]:

@@ -96,11 +96,14 @@ class TriageProcessor(FrameProcessor):
         )
 
     def _read(self, text: str, *, into: ClinicalFacts) -> ClinicalFacts:
+        as_said = extract_facts(text)
         extract_facts(text, into=into)
-        if self._sounds_like:
-            reading = as_keywords(text)
-            if reading is not None:
-                extract_facts(reading, into=into)
+        reading = as_keywords(text) if self._sounds_like else None
+        if reading is not None:
+            # A sound-alike may only add what the words as transcribed did not speak of at
+            # all: "the glass test and it fades" must not become "... it fade" and lose its denial.
+            for fid in extract_facts(reading).present_ids() - set(as_said.findings):
+                into.record(fid, Presence.PRESENT)
         return into
 
     def assess(self, heard: ClinicalFacts, text: str) -> Assessment:
