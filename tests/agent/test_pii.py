@@ -32,6 +32,9 @@ PERSONAL = [
     ("I was born on the third of March nineteen eighty", "nineteen eighty", "<DATE_OF_BIRTH>"),
     ("I live in Springfield", "Springfield", "<ADDRESS>"),
     ("my member ID is XJH4567 8821", "XJH4567 8821", "<ID_NUMBER>"),
+    ("I'm at forty-two Mill Road", "forty-two Mill Road", "<ADDRESS>"),
+    ("My member number is B-K-R four four nine, one seven two.", "four four nine", "<ID_NUMBER>"),
+    ("I'm ringing about my lad, Kieran Doyle, he's fifteen", "Kieran Doyle", "<NAME>"),
 ]
 
 
@@ -99,3 +102,26 @@ def test_find_pii_gives_the_entity_and_where_it_is() -> None:
     found = {(entity, text[start:end]) for entity, start, end in find_pii(text)}
     assert ("PERSON", "John Smith") in found
     assert any(entity == "PHONE_NUMBER" and "900123" in span for entity, span in found)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("We're at nine Oakfield Crescent.", "We're at <ADDRESS>."),
+        ("I live at 42 Elm St. and it itches", "I live at <ADDRESS> and it itches"),
+        (
+            "My member number's H-L-P two two eight, zero four one, in case you need it.",
+            "My member number's <ID_NUMBER>, in case you need it.",
+        ),
+        (
+            "I'm a nurse myself, Yetunde Okafor, I work nights",
+            "I'm a nurse myself, <NAME>, I work nights",
+        ),
+        (
+            "My little girl, Isla Mackenzie, she's four, and Isla's rash is pinky",
+            "My little girl, <NAME>, she's four, and <NAME>'s rash is pinky",
+        ),
+    ],
+)
+def test_spoken_streets_spelled_ids_and_names_in_commas_are_cut_exactly(text: str, expected: str) -> None:
+    assert redact(text) == expected

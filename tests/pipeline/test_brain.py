@@ -15,8 +15,9 @@ from pipecat.processors.frame_processor import FrameDirection
 from pipecat.tests.utils import SleepFrame, run_test
 
 from agent.backends.base import BrainBackend, BrainRequest
+from agent.clarify import Ask, AskKind
 from pipeline.brain import BrainProcessor
-from pipeline.frames import BrainFailedFrame, EscalationFrame
+from pipeline.frames import BrainFailedFrame, ClinicalStateFrame, EscalationFrame
 
 
 class ScriptedBackend(BrainBackend):
@@ -83,3 +84,21 @@ async def test_after_an_escalation_the_brain_gives_no_further_assessment() -> No
     down, _ = await run_test(brain, frames_to_send=[patient("Is it serious?")], ignore_start=True)
     assert backend.requests == []
     assert "It looks like eczema." not in texts(down)
+
+
+async def test_an_unsure_turn_gets_the_confirmation_instead_of_an_answer() -> None:
+    backend = ScriptedBackend(["Where is it?"])
+    ask = Ask(AskKind.CONFIRM, "Did you say something about a rash?")
+    frames = [ClinicalStateFrame(final=True, text="I have a rash.", ask=ask), patient("I have a rash.")]
+    down, _ = await run_test(BrainProcessor(backend), frames_to_send=frames)
+    assert texts(down)[-1] == "Did you say something about a rash?"
+    assert backend.requests == []  # the backend was not asked to answer a turn we may have misheard
+
+
+async def test_speech_that_could_not_be_understood_is_asked_again() -> None:
+    ask = Ask(AskKind.REPEAT, "I'm sorry, I didn't catch that. Could you say that again?")
+    down, _ = await run_test(
+        BrainProcessor(ScriptedBackend(["Where is it?"])),
+        frames_to_send=[ClinicalStateFrame(final=True, text="", ask=ask), patient("It's on my arm.")],
+    )
+    assert texts(down)[-2:] == ["I'm sorry, I didn't catch that. Could you say that again?", "Where is it?"]

@@ -19,7 +19,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.tests.utils import SleepFrame, run_test
 
-from pipeline.frames import BrainFailedFrame, Heard
+from pipeline.frames import BrainFailedFrame, Heard, UnclearSpeechFrame
 from pipeline.incremental_stt import IncrementalWhisperSTT
 
 
@@ -198,3 +198,41 @@ async def test_a_failing_recogniser_ends_the_turn_and_fails_safe() -> None:
     )
     assert [f.reason for f in of_type(down, BrainFailedFrame)] == ["speech recognition failed (RuntimeError)"]
     assert len(of_type(down, UserStoppedSpeakingFrame)) == 1  # the turn ended: the agent is not stuck
+
+
+async def test_a_turn_carries_its_least_sure_phrase_score_and_speech_with_no_words_is_reported() -> None:
+    class Unsure(FakeTranscriber):
+        async def transcribe_scored_async(self, samples: np.ndarray, prompt: str = "") -> Heard:
+            heard = await super().transcribe_scored_async(samples, prompt)
+            return Heard(heard.text, avg_logprob=-1.1 if "arm" in heard.text else -0.2)
+
+    stt = IncrementalWhisperSTT(
+        Unsure(["I have a rash", "on my arm."], delay_s=0.05), turn_stop_s=0.6, vad_stop_s=0.2
+    )
+    down, _ = await run_test(
+        stt,
+        frames_to_send=[
+            VADUserStartedSpeakingFrame(),
+            *speech(0.8),
+            VADUserStoppedSpeakingFrame(),
+            SleepFrame(sleep=0.2),
+            VADUserStartedSpeakingFrame(),
+            *speech(0.8),
+            VADUserStoppedSpeakingFrame(),
+            SleepFrame(sleep=0.8),
+        ],
+    )
+    final = of_type(down, TranscriptionFrame)[0]
+    assert final.result.avg_logprob == -1.1
+
+    stt = IncrementalWhisperSTT(FakeTranscriber([""], delay_s=0.05), turn_stop_s=0.4, vad_stop_s=0.2)
+    down, _ = await run_test(
+        stt,
+        frames_to_send=[
+            VADUserStartedSpeakingFrame(),
+            *speech(1.2),
+            VADUserStoppedSpeakingFrame(),
+            SleepFrame(sleep=0.6),
+        ],
+    )
+    assert of_type(down, UnclearSpeechFrame) and not of_type(down, TranscriptionFrame)

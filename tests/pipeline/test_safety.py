@@ -211,3 +211,21 @@ async def test_a_waiting_patient_is_reassured_and_given_the_emergency_advice_aft
     assert len(company) >= 3  # the escalation message, then lines every 0.2 s of quiet
     assert not any("999" in line for line in company[:1])
     assert any("call 999" in line for line in company)
+
+
+async def test_an_urgent_escalation_is_raised_when_an_emergency_follows(tmp_path: Path) -> None:
+    down, _ = await run_test(
+        safety(tmp_path),
+        frames_to_send=[
+            state("There are tiny purple spots on my legs that don't fade when pressed."),
+            SleepFrame(sleep=0.1),
+            state("I have a fever and a stiff neck and the light hurts my eyes."),
+            SleepFrame(sleep=0.1),
+        ],
+    )
+    escalations = [f for f in down if isinstance(f, EscalationFrame)]
+    assert [e.level for e in escalations] == ["urgent", "emergency"]
+    assert escalations[0].record["id"] == escalations[1].record["id"]  # one escalation, raised
+    assert "call 911" in spoken(down).lower()
+    records = EscalationStore(tmp_path / "esc").all()
+    assert len(records) == 1 and records[0].level == "emergency"
