@@ -16,17 +16,17 @@ recognizer, ``SPOKEN``: a table of rules, each with the reason it exists. They c
 library has a pattern for:
 
 - names, found by how people introduce themselves ("I'm ...", "my name is ...", "this is ...
-  calling", "Jane here", "my son Lucas", "Mrs O'Brien"), not by a model. The words after
-  "I'm" are a name unless they are known not to be one (``_not_names()``: clinical and
-  everyday words, spaCy's stop and number words, every word of ``agent/findings.yaml``), or a
-  lower-case "-ing"/"-ed" word. Name words are any letters (\\p{L}: "José García",
-  "Siobhán"); a name found once is taken out wherever else it is said;
+  calling", "Jane here", "my son Lucas", "my lad, Kieran Doyle, he's ...", "Mrs O'Brien"), not
+  by a model. The words after "I'm" are a name unless they are known not to be one
+  (``_not_names()``: clinical and everyday words, spaCy's stop and number words, every word of
+  ``agent/findings.yaml``), or a lower-case "-ing"/"-ed" word. Name words are any letters
+  (\\p{L}: "José García", "Siobhán"); a name found once is taken out wherever else it is said;
 - numbers said as words ("five five five, one two three ...": seven or more digit words);
 - e-mail addresses said aloud ("jane dot doe at gmail dot com");
 - dates of birth, with ordinals and years in words ("the third of March nineteen eighty");
-- where they live ("I live in Springfield", "42 Elm Street", UK postcodes);
+- where they live ("I live in Springfield", "42 Elm Street", "forty-two Mill Road", UK postcodes);
 - record, hospital and insurance numbers as Whisper writes them ("XJH4567 8821",
-  "A B C 1 2 3 4 5", "MR-00123456").
+  "A B C 1 2 3 4 5", "MR-00123456", "B-K-R four four nine, one seven two").
 
 Context is part of each rule ("my hospital number is ...") rather than Presidio's context
 enhancement: the enhancer scores any match with a context word among the five words before it,
@@ -134,7 +134,7 @@ _NOT_NAME_VOCABULARY = {
 _FILLER_WORDS = """
     hi hello hey yes yeah yep no nope um uh er erm hmm oh ah like actually basically literally
     honestly obviously definitely probably maybe currently usually also right calling speaking
-    ringing phoning i'm i've i'd i'll it's that's there's he's she's we're they're you're
+    ringing phoning bless i'm i've i'd i'll it's that's there's he's she's we're they're you're
 """
 
 # Given names that are also everyday words: a name when capitalised ("I'm Grace", "call me Will").
@@ -236,9 +236,25 @@ _DATE = (
     rf"(?:the\s+)?{_DAY}\s+(?:of\s+)?{_MONTH}(?:,?\s+{_YEAR})?|"
     rf"{_MONTH}\s+(?:the\s+)?{_DAY}(?:,?\s+{_YEAR})?|{_MONTH},?\s+{_YEAR}|{_YEAR})\b"
 )
+# A house number said as Whisper writes it: "42", "221B", "forty-two", "nine", "a hundred and ten".
+_SPOKEN_NUMBER = (
+    rf"(?:(?:a|one|{_UNITS})[\s\-]hundred(?:[\s\-]and)?(?:[\s\-](?:{_TENS}(?:[\s\-]{_UNITS})?|{_TEENS}|{_UNITS}))?|"
+    rf"{_TENS}(?:[\s\-]{_UNITS})?|{_TEENS}|{_UNITS})"
+)
+_HOUSE_NUMBER = rf"(?:\d{{1,5}}[a-z]?|{_SPOKEN_NUMBER})"
+# A capitalised word of a street's name: "Mill", "Oakfield", "St. John's", "Saint-Denis".
+_CAPITALISED = r"(?-i:(?:St|Mt)\.|\p{Lu}[\p{L}'’\-]*)"
 _STREET = (
     r"(?:street|st|avenue|ave|road|rd|lane|ln|drive|dr|boulevard|blvd|court|ct|way|place|pl|terrace|"
     r"close|crescent|square|sq|parkway|pkwy|highway|hwy|circle|cir|row|gardens|grove|hill|mews)"
+)
+# Street types that mean nothing else, so also in lower case: "42 elm street", "forty-two Mill road".
+# The others ("close", "way", "drive", "hill" ...) count only capitalised: "3 Moles close together".
+_STREET_PLAIN = r"(?:street|avenue|road|lane|crescent|boulevard|terrace|gardens|mews|parkway|highway)"
+# The street type ends the address; its dot only after an abbreviation ("St.", not "Crescent.").
+_STREET_END = (
+    rf"(?:(?-i:(?=\p{{Lu}})){_STREET}|{_STREET_PLAIN})\b"
+    r"(?:(?<=\b(?:st|ave|rd|ln|dr|blvd|ct|pl|sq|pkwy|hwy|cir))\.)?"
 )
 _ID_CONTEXT = (
     r"(?:member(?:ship)?|insurance|insurer|policy|hospital|record|patient|nhs|chi|medicare|medicaid|"
@@ -247,14 +263,24 @@ _ID_CONTEXT = (
 )
 # One piece of an ID as Whisper writes it: "XJH4567", "8821", "A" (spelt out), "four".
 _ID_PIECE = rf"(?:(?-i:\b\p{{Lu}}{{1,4}}\b)|\p{{L}}*\d[\p{{L}}\d]*|\b{_DIGIT_WORD}\b)"
+# Between two pieces: a space, hyphen, dot or slash; a comma only before digits said as words,
+# as Whisper groups them ("four four nine, one seven two").
+_ID_GAP = rf"(?:[\s\-./]{{1,2}}|,\s*(?=\b{_DIGIT_WORD}\b))"
 _TLD = r"(?:com|net|org|edu|gov|info|biz|io|me|co|ac|uk|us|ca|au|nz|ie|de|fr|es|it|nl|in)"
 _EMAIL_WORD = r"[\p{L}\d][\p{L}\d_\-]*"
 _EMAIL_DOT = r"(?:\.|\s+dot\s+)"
 _RELATIVE = (
     r"(?:son|daughter|child|kid|boy|girl|baby|husband|wife|partner|mum|mom|mother|father|dad|brother|"
     r"sister|grandson|granddaughter|grandma|grandmother|grandpa|grandfather|friend|neighbour|"
-    r"neighbor|carer|niece|nephew|aunt|uncle|cousin|fianc[eé]e?)"
+    r"neighbor|carer|niece|nephew|aunt|uncle|cousin|fianc[eé]e?|lad|lass|little\s+one)"
 )
+# Who a name set off by commas belongs to: "my lad, Kieran Doyle, ...", "a nurse myself, Yetunde Okafor, ...".
+_PERSON_WORD = (
+    rf"(?:\bmy\s+(?:little\s+|baby\s+|eldest\s+|youngest\s+|older\s+|younger\s+)?{_RELATIVE}|"
+    r"\bmyself|\bnurse|\bpatient)"
+)
+# A capitalised name word in any alphabet: "Yetunde", "O'Brien", "Mackenzie-Ross", "Zoë".
+_CAPITALISED_NAME = r"(?-i:\p{Lu}\p{L}*(?:['’\-]\p{L}+)*)"
 
 
 class Rule(NamedTuple):
@@ -314,6 +340,16 @@ SPOKEN: list[Rule] = [
         "PERSON",
         "a relative by name: 'my son Lucas has a rash' ('my son keeps scratching' is not)",
         rf"\bmy\s+(?:little\s+|baby\s+|eldest\s+|youngest\s+|older\s+|younger\s+)?{_RELATIVE},?\s+{_NAME}",
+        0.7,
+        "cased",
+    ),
+    Rule(
+        "PERSON",
+        "a First Last set off by commas after who they are: 'my lad, Kieran Doyle, he's fifteen', "
+        "'I'm a nurse myself, Yetunde Okafor, I work nights' ('my little girl, she's four' is not)",
+        rf"{_PERSON_WORD}\s*,\s+(?P<pii>{_CAPITALISED_NAME}"
+        rf"(?:\s+(?:(?:{'|'.join(sorted(NAME_PARTICLES))})\s+){{0,2}}{_CAPITALISED_NAME}){{1,3}})"
+        r"(?=\s*(?:[,;.!?]|$))",
         0.7,
         "cased",
     ),
@@ -379,8 +415,16 @@ SPOKEN: list[Rule] = [
     # --- where they live
     Rule(
         "STREET_ADDRESS",
-        "a numbered street: '42 Elm Street', '221B Baker Street'",
-        rf"\b\d{{1,5}}[a-z]?\s+(?:\p{{L}}[\p{{L}}'\-]+\s+){{1,3}}{_STREET}\b\.?",
+        "a house number in digits or words before a capitalised street name: '42 Elm Street', "
+        "'221B Baker Street', 'at forty-two Mill Road', 'nine Oakfield Crescent' ('2 small spots close "
+        "together' is not)",
+        rf"\b{_HOUSE_NUMBER}\s+(?:{_CAPITALISED}\s+){{1,3}}{_STREET_END}",
+        0.8,
+    ),
+    Rule(
+        "STREET_ADDRESS",
+        "... and in lower case before a street type that means nothing else: '42 elm street'",
+        rf"\b\d{{1,5}}[a-z]?\s+(?:\p{{L}}[\p{{L}}'’\-]+\s+){{1,3}}{_STREET_PLAIN}\b",
         0.8,
     ),
     Rule(
@@ -409,9 +453,11 @@ SPOKEN: list[Rule] = [
     # --- record, hospital and insurance numbers
     Rule(
         "ID_NUMBER",
-        "an ID after its name, as Whisper writes it: 'member ID is XJH4567 8821', 'A B C 1 2 3'",
-        rf"\b{_ID_CONTEXT}(?:\s+(?:id|i\.d\.|number|no\.?|num|card|code|#))*(?:\s+(?:is|was|it{_APOS}s))?"
-        rf"[\s:#,]+(?P<pii>{_ID_PIECE}(?:[\s\-./]{{1,2}}{_ID_PIECE}){{0,14}})",
+        "an ID after its name, as Whisper writes it: 'member ID is XJH4567 8821', 'A B C 1 2 3', "
+        "'member number's H-L-P two two eight, zero four one'",
+        rf"\b{_ID_CONTEXT}(?:\s+(?:id|i\.d\.|number|no\.?|num|card|code|#))*"
+        rf"(?:{_APOS}s|\s+(?:is|was|it{_APOS}s))?"
+        rf"[\s:#,]+(?P<pii>{_ID_PIECE}(?:{_ID_GAP}{_ID_PIECE}){{0,14}})",
         0.7,
         "id",
     ),
