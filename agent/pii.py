@@ -408,7 +408,7 @@ SPOKEN: list[Rule] = [
     Rule(
         "DATE_OF_BIRTH",
         "a date after 'born', 'date of birth', 'birthday', 'DOB', in digits or words",
-        rf"\b(?:born|date\s+of\s+birth|d\.?o\.?b\.?|birthday|birth\s*date)(?:\s*(?:is|was|on|in|:|-))*\s+"
+        rf"\b(?:born|date\s+of\s+birth|d\.?o\.?b\.?|birthday|birth\s*date)(?:{_APOS}s)?(?:\s*(?:is|was|on|in|:|-))*\s+"
         rf"(?P<pii>{_DATE})",
         0.9,
     ),

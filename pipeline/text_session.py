@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pipecat.frames.frames import EndFrame, Frame, TranscriptionFrame
 from pipecat.pipeline.pipeline import Pipeline
@@ -20,9 +21,27 @@ from agent.backends.base import BrainBackend
 from agent.policy import Urgency
 from agent.simulator import SimulatedPatient
 from configs.settings import Settings
-from pipeline.frames import AgentUtteranceFrame, EscalationFrame
+from pipeline.frames import AgentUtteranceFrame, EscalationFrame, Heard, UnclearSpeechFrame
 from pipeline.observers import TranscriptEvent, TranscriptObserver
 from pipeline.session import SessionContext, make_triage, run_worker, thinking_processors
+
+
+class Patient(Protocol):
+    """Who the text session talks to (``agent.simulator.SimulatedPatient``, or one heard through speech)."""
+
+    def first(self) -> str | Heard | None: ...
+
+    def reply(self, agent_said: str, *, escalated: bool = False) -> str | Heard | None: ...
+
+
+def _patient_frame(said: str | Heard) -> Frame:
+    if isinstance(said, Heard) and not said.text:
+        return UnclearSpeechFrame()
+    text = said.text if isinstance(said, Heard) else said
+    result = said if isinstance(said, Heard) else None
+    return TranscriptionFrame(
+        text=text, user_id="patient", timestamp=time_now_iso8601(), finalized=True, result=result
+    )
 
 
 class _AgentTurns(FrameProcessor):
@@ -76,7 +95,7 @@ class TextSessionResult:
 async def run_text_session(
     settings: Settings,
     backend: BrainBackend,
-    turns: list[str] | SimulatedPatient,
+    turns: list[str] | Patient,
     *,
     session_id: str,
     channel: str = "audio",
@@ -84,9 +103,11 @@ async def run_text_session(
 ) -> TextSessionResult:
     """Play ``turns`` as finished patient turns, each after the agent's previous answer.
 
-    ``turns`` is a fixed list, or a simulated patient who answers what the agent asks.
+    ``turns`` is a fixed list, or a patient who answers what the agent asks: with words, or with
+    what a recogniser made of them (``Heard``, its confidence included; no words at all is speech
+    the agent could not understand).
     """
-    patient = turns if isinstance(turns, SimulatedPatient) else SimulatedPatient(tuple(turns), max_answers=0)
+    patient = SimulatedPatient(tuple(turns), max_answers=0) if isinstance(turns, list) else turns
     sink = _AgentTurns()
     transcript = TranscriptObserver()
     pipeline = Pipeline(
@@ -100,16 +121,13 @@ async def run_text_session(
 
     async def drive() -> None:
         await sink.wait_beyond(0, reply_timeout_s)  # the greeting
-        text = patient.first()
-        while text is not None:
+        said = patient.first()
+        while said is not None:
             seen = sink.count
-            frame = TranscriptionFrame(
-                text=text, user_id="patient", timestamp=time_now_iso8601(), finalized=True
-            )
-            await worker.queue_frame(frame)
+            await worker.queue_frame(_patient_frame(said))
             await sink.wait_beyond(seen, reply_timeout_s)
             await asyncio.sleep(0.05)  # let a reply and an escalation racing it both land
-            text = patient.reply(" ".join(sink.texts[seen:]), escalated=sink.escalated)
+            said = patient.reply(" ".join(sink.texts[seen:]), escalated=sink.escalated)
         await worker.queue_frame(EndFrame())
 
     driver = asyncio.create_task(drive())

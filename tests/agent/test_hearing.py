@@ -57,3 +57,10 @@ def test_a_transcript_with_no_sound_alike_has_no_second_reading() -> None:
 
 def test_red_flag_words_lists_the_keywords_written() -> None:
     assert red_flag_words("A Mole that is bleeding, and a rash.") == ["mole", "bleeding", "rash"]
+
+
+@pytest.mark.parametrize(
+    ("heard", "meant"), [("blistern", "blister"), ("swolen", "swollen"), ("pregnent", "pregnant")]
+)
+def test_a_non_word_one_letter_off_a_long_keyword_is_read_as_it(heard: str, meant: str) -> None:
+    assert sounds_like(heard) == meant
