@@ -32,23 +32,13 @@ BANK: dict[str, list[str]] = yaml.safe_load(BANK_FILE.read_text())["findings"]
 # Kept under 2% of the bank; nothing else is skipped.
 AUTHOR_ERRORS: dict[tuple[str, str], str] = {}
 
-# Sentences the lexicon cannot reach because a negation cue elsewhere in the clause wrongly
-# negates the finding; they need a pseudo-negation in agent/facts.py's EXTRA_PSEUDO. They are
-# expected to fail until then (strict: once facts.py is fixed, delete the entry).
-NEEDS_FACTS_CHANGE: dict[tuple[str, str], str] = {}
-
 
 def _bank_cases() -> list[Any]:
     cases = []
     for finding_id, sentences in BANK.items():
         for sentence in sentences:
-            key = (finding_id, sentence)
-            if key in AUTHOR_ERRORS:
-                continue
-            marks = []
-            if key in NEEDS_FACTS_CHANGE:
-                marks.append(pytest.mark.xfail(strict=True, reason=NEEDS_FACTS_CHANGE[key]))
-            cases.append(pytest.param(finding_id, sentence, marks=marks, id=f"{finding_id}: {sentence}"))
+            if (finding_id, sentence) not in AUTHOR_ERRORS:
+                cases.append(pytest.param(finding_id, sentence, id=f"{finding_id}: {sentence}"))
     return cases
 
 
@@ -64,10 +54,10 @@ def test_the_bank_names_only_known_findings_and_its_exceptions_are_few_and_real(
     assert set(BANK) <= set(findings_catalogue())
     total = sum(len(sentences) for sentences in BANK.values())
     assert total >= 900
-    for finding_id, sentence in [*AUTHOR_ERRORS, *NEEDS_FACTS_CHANGE]:
+    for finding_id, sentence in AUTHOR_ERRORS:
         assert sentence in BANK.get(finding_id, []), f"not in the bank: {finding_id}: {sentence!r}"
     assert len(AUTHOR_ERRORS) < 0.02 * total
-    assert all(reason.strip() for reason in [*AUTHOR_ERRORS.values(), *NEEDS_FACTS_CHANGE.values()])
+    assert all(reason.strip() for reason in AUTHOR_ERRORS.values())
 
 
 def test_no_phrase_means_two_findings() -> None:
