@@ -255,14 +255,10 @@ class GeminiChecker(RemoteChecker):
     name = "cloud"
 
     def __init__(self, settings: Settings) -> None:
-        from agent.backends.gemini import _client
+        from agent.backends.gemini import gemini_client
 
-        llm = settings.llm
-        key = llm.google_api_key.get_secret_value().strip() if llm.google_api_key else ""
-        if not key:
-            raise ConfigError("MODEL_BACKEND=cloud needs LLM__GOOGLE_API_KEY (a Gemini API key)")
+        self._client = gemini_client(settings)  # the backend's own client
         super().__init__(settings)
-        self._client = _client(key, llm.gemini_base_url, llm.timeout_s * 3)  # the backend's own client
 
     async def _ask(self, patient_text: str, history: list[Utterance]) -> str:
         from google.genai import types

@@ -39,6 +39,16 @@ def _client(api_key: str, base_url: str | None, total_timeout_s: float) -> genai
     return genai.Client(api_key=api_key, vertexai=False, http_options=options)
 
 
+def gemini_client(settings: Settings) -> genai.Client:
+    """The process's client for the configured key and endpoint, or ConfigError without a key."""
+    llm = settings.llm
+    key = llm.google_api_key.get_secret_value().strip() if llm.google_api_key else ""
+    if not key:
+        raise ConfigError("MODEL_BACKEND=cloud needs LLM__GOOGLE_API_KEY (a Gemini API key)")
+    # A backstop for a whole reply; each streamed chunk has its own deadline.
+    return _client(key, llm.gemini_base_url, llm.timeout_s * 3)
+
+
 def to_content(message: Message) -> types.Content:
     parts = [types.Part.from_bytes(data=jpeg, mime_type="image/jpeg") for jpeg in message.images]
     parts.append(types.Part.from_text(text=message.text))
@@ -51,14 +61,9 @@ class GeminiBackend(RemoteBackend):
     name = "cloud"
 
     def __init__(self, settings: Settings) -> None:
-        llm = settings.llm
-        key = llm.google_api_key.get_secret_value().strip() if llm.google_api_key else ""
-        if not key:
-            raise ConfigError("MODEL_BACKEND=cloud needs LLM__GOOGLE_API_KEY (a Gemini API key)")
+        self._client = gemini_client(settings)
         super().__init__(settings)
-        self._timeout_s = llm.timeout_s
-        # A backstop for the whole streamed reply; each chunk has its own deadline below.
-        self._client = _client(key, llm.gemini_base_url, llm.timeout_s * 3)
+        self._timeout_s = settings.llm.timeout_s
 
     def _config(self, system: str) -> types.GenerateContentConfig:
         model = self._settings.llm.gemini_model
