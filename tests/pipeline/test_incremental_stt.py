@@ -39,6 +39,13 @@ class FakeTranscriber:
         return Heard(self._phrases.pop(0), avg_logprob=-0.3)
 
 
+def two_phrases(seconds: float, *, then_silence_s: float) -> list:
+    """A phrase, a short pause (0.2 s, shorter than the end of turn), another phrase, silence."""
+    phrase = [VADUserStartedSpeakingFrame(), *speech(seconds), VADUserStoppedSpeakingFrame()]
+    second = [VADUserStartedSpeakingFrame(), *speech(seconds), VADUserStoppedSpeakingFrame()]
+    return [*phrase, SleepFrame(sleep=0.2), *second, SleepFrame(sleep=then_silence_s)]
+
+
 def speech(seconds: float) -> list[InputAudioRawFrame]:
     rng = np.random.default_rng(0)
     frames = []
@@ -83,16 +90,7 @@ async def test_phrases_before_a_pause_are_committed_and_shown_while_the_patient_
     stt = IncrementalWhisperSTT(fake, turn_stop_s=0.6, vad_stop_s=0.2)
     down, _ = await run_test(
         stt,
-        frames_to_send=[
-            VADUserStartedSpeakingFrame(),
-            *speech(0.8),
-            VADUserStoppedSpeakingFrame(),
-            SleepFrame(sleep=0.2),  # a short pause, shorter than the end of turn
-            VADUserStartedSpeakingFrame(),
-            *speech(0.8),
-            VADUserStoppedSpeakingFrame(),
-            SleepFrame(sleep=0.8),
-        ],
+        frames_to_send=two_phrases(0.8, then_silence_s=0.8),  # a short pause, shorter than the end of turn
     )
     assert [f.text for f in of_type(down, InterimTranscriptionFrame)] == ["It started on my back"]
     assert [f.text for f in of_type(down, TranscriptionFrame)] == [
@@ -165,16 +163,7 @@ async def test_resuming_while_the_turn_waits_for_a_pass_keeps_every_word() -> No
     stt = IncrementalWhisperSTT(fake, turn_stop_s=0.3, vad_stop_s=0.2)
     down, _ = await run_test(
         stt,
-        frames_to_send=[
-            VADUserStartedSpeakingFrame(),
-            *speech(1.0),
-            VADUserStoppedSpeakingFrame(),
-            SleepFrame(sleep=0.2),
-            VADUserStartedSpeakingFrame(),
-            *speech(1.0),
-            VADUserStoppedSpeakingFrame(),
-            SleepFrame(sleep=1.2),
-        ],
+        frames_to_send=two_phrases(1.0, then_silence_s=1.2),
     )
     finals = of_type(down, TranscriptionFrame)
     assert [f.text for f in finals] == ["My arm itches and it is spreading."]
@@ -211,16 +200,7 @@ async def test_a_turn_carries_its_least_sure_phrase_score_and_speech_with_no_wor
     )
     down, _ = await run_test(
         stt,
-        frames_to_send=[
-            VADUserStartedSpeakingFrame(),
-            *speech(0.8),
-            VADUserStoppedSpeakingFrame(),
-            SleepFrame(sleep=0.2),
-            VADUserStartedSpeakingFrame(),
-            *speech(0.8),
-            VADUserStoppedSpeakingFrame(),
-            SleepFrame(sleep=0.8),
-        ],
+        frames_to_send=two_phrases(0.8, then_silence_s=0.8),
     )
     final = of_type(down, TranscriptionFrame)[0]
     assert final.result.avg_logprob == -1.1
