@@ -124,6 +124,8 @@ class SafetyProcessor(FrameProcessor):
         if isinstance(frame, ClinicalStateFrame):
             await self.push_frame(frame, direction)
             await self._on_state(frame)
+            if frame.final and not frame.text and self._escalation and not self._clinician:
+                await self._keep_company()  # speech with no words in it is a turn too: answer it
         elif isinstance(frame, SimilarCasesFrame):
             await self.push_frame(frame, direction)
             await self._on_similar_cases(frame.cases)

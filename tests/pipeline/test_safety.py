@@ -42,7 +42,7 @@ def reply(*pieces: str) -> list:
 
 def state(text: str, final: bool = True) -> ClinicalStateFrame:
     facts = extract_facts(text)
-    return ClinicalStateFrame(facts=facts, assessment=assess(facts), final=final)
+    return ClinicalStateFrame(facts=facts, assessment=assess(facts), final=final, text=text)
 
 
 def spoken(frames) -> str:
@@ -116,6 +116,16 @@ async def test_after_escalating_it_keeps_the_patient_company_without_assessing(t
     said = spoken(down)
     assert "melanoma" not in said
     assert "clinician has been alerted" in said
+
+
+async def test_after_escalating_speech_it_could_not_understand_is_answered_too(tmp_path: Path) -> None:
+    unclear = ClinicalStateFrame(facts=extract_facts(""), assessment=assess(extract_facts("")), final=True, text="")
+    down, _ = await run_test(
+        safety(tmp_path),
+        frames_to_send=[state("The mole is bleeding."), SleepFrame(sleep=0.1), unclear],
+    )
+    lines = [f.text for f in down if isinstance(f, AgentUtteranceFrame)]
+    assert len(lines) == 2 and "clinician" in lines[1]  # the escalation, then company: never silence
 
 
 async def test_a_brain_failure_is_said_and_escalated_never_silent(tmp_path: Path) -> None:
