@@ -119,7 +119,7 @@ async def test_after_escalating_it_keeps_the_patient_company_without_assessing(t
 
 
 async def test_after_escalating_speech_it_could_not_understand_is_answered_too(tmp_path: Path) -> None:
-    unclear = ClinicalStateFrame(facts=extract_facts(""), assessment=assess(extract_facts("")), final=True, text="")
+    unclear = state("")  # a turn of speech with no words in it
     down, _ = await run_test(
         safety(tmp_path),
         frames_to_send=[state("The mole is bleeding."), SleepFrame(sleep=0.1), unclear],
