@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent.channel import Channel
 from agent.policy import Urgency
 
 
@@ -29,7 +30,7 @@ class EscalationRecord:
     rule_ids: list[str]
     summary: str  # redacted
     transcript: list[dict[str, str]]  # [{"role": "patient"|"agent", "text": redacted}]
-    channel: str = "video"  # video (browser) | audio (phone or no camera)
+    channel: Channel = Channel.VIDEO
     similar_cases: list[dict[str, Any]] = field(default_factory=list)
     best_frame_jpeg_b64: str | None = None
     # Filled in as a clinician takes over (web/queue.py).
@@ -48,7 +49,7 @@ class EscalationRecord:
         rule_ids: list[str],
         summary: str,
         transcript: list[tuple[str, str]],
-        channel: str = "video",
+        channel: Channel = Channel.VIDEO,
         similar_cases: list[dict[str, Any]] | None = None,
         best_frame_jpeg_b64: str | None = None,
     ) -> EscalationRecord:
@@ -74,6 +75,8 @@ class EscalationRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EscalationRecord:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "created_monotonic"}
+        if "channel" in known:
+            known["channel"] = Channel(known["channel"])
         return cls(**known)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from agent.backends.base import CameraImage
+from agent.channel import Channel
 from agent.facts import ClinicalFacts, Presence, findings_catalogue, site_ids
 from agent.policy import Assessment, Urgency
 
@@ -38,7 +39,7 @@ class Topic:
     audio_question: str = ""  # when the patient cannot show the skin (phone)
 
     def ask(self, channel: str) -> str:
-        return self.audio_question if channel == "audio" and self.audio_question else self.question
+        return self.audio_question if channel == Channel.AUDIO and self.audio_question else self.question
 
 
 TOPICS = (
@@ -110,7 +111,7 @@ def covered(topic: str, facts: ClinicalFacts, images: list[CameraImage], channel
     if topic == "site":
         return bool(facts.body_sites)
     if topic == "look":
-        return channel == "video" and any(image.quality == "ok" for image in images)
+        return channel == Channel.VIDEO and any(image.quality == "ok" for image in images)
     if topic == "duration":
         return facts.duration is not None
     if topic == "symptoms":
@@ -134,7 +135,7 @@ class ScreeningQuestion:
     audio_question: str = ""  # the phone variant (the patient cannot show anything)
 
     def ask(self, channel: str) -> str:
-        return self.audio_question if channel == "audio" and self.audio_question else self.question
+        return self.audio_question if channel == Channel.AUDIO and self.audio_question else self.question
 
 
 @dataclass(frozen=True)

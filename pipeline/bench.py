@@ -26,6 +26,7 @@ import numpy as np
 from pipecat.frames.frames import EndFrame
 
 from agent.backends import create_backend
+from agent.channel import Channel
 from configs.logs import setup_logging
 from configs.settings import Settings, hub_offline_environment, load_settings
 from media.file_transport import FileReplayTransport
@@ -70,7 +71,7 @@ def synthesize_turns(count: int, folder: Path) -> list[Path]:
 async def run_one(name: str, settings: Settings, wavs: list[Path]) -> dict[str, Any]:
     turns = load_turns(wavs)
     backend = create_backend(settings)
-    context = SessionContext(session_id=f"bench-{name}", channel="audio")
+    context = SessionContext(session_id=f"bench-{name}", channel=Channel.AUDIO)
     processors = (patient_session if name == "pipeline" else baseline_session)(settings, backend, context)
     transport = FileReplayTransport(turns, input_rate=INPUT_RATE, output_rate=OUTPUT_RATE)
     transcript = TranscriptObserver()

@@ -24,6 +24,7 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from agent.backends.base import BrainBackend, BrainRequest, CameraImage, RetrievedCase, Utterance
+from agent.channel import Channel
 from pipeline.frames import (
     AgentUtteranceFrame,
     BrainFailedFrame,
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 class BrainProcessor(FrameProcessor):
     def __init__(
-        self, backend: BrainBackend, *, first_text_timeout_s: float = 20.0, channel: str = "video"
+        self, backend: BrainBackend, *, first_text_timeout_s: float = 20.0, channel: Channel = Channel.VIDEO
     ) -> None:
         super().__init__()
         self._backend = backend
@@ -98,7 +99,7 @@ class BrainProcessor(FrameProcessor):
             similar_cases=list(self._similar),
             facts=self._state.facts if self._state else None,
             assessment=self._state.assessment if self._state else None,
-            channel="video" if self._channel == "video" else "audio",
+            channel=self._channel,
         )
         self._history.append(Utterance("patient", patient_text))
         await self.push_frame(LLMFullResponseStartFrame())

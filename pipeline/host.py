@@ -22,6 +22,7 @@ from pipecat.transports.base_transport import BaseTransport
 
 from agent.backends import create_backend
 from agent.backends.base import BrainBackend
+from agent.channel import Channel
 from configs.logs import session_id_var
 from configs.settings import Settings
 from media.room import PatientSide
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 class LiveSession:
     session_id: str
     transport: str  # webrtc | sip | replay
-    channel: str  # video | audio
+    channel: Channel
     worker: PipelineWorker
     started_at: float = field(default_factory=time.monotonic)
 
@@ -78,7 +79,7 @@ class SessionHost:
         transport: BaseTransport,
         *,
         transport_name: str,
-        channel: str = "video",
+        channel: Channel = Channel.VIDEO,
         session_id: str | None = None,
         output_rate: int = 24000,
         on_started: Callable[[LiveSession], None] | None = None,

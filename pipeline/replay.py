@@ -25,6 +25,7 @@ from pipecat.frames.frames import EndFrame
 
 from agent.backends import create_backend
 from agent.backends.base import BrainBackend
+from agent.channel import Channel
 from agent.pii import redact
 from configs.logs import make_handler, quiet_libraries, session_id_var, setup_logging
 from configs.settings import ConfigError, Settings, hub_offline_environment, load_settings
@@ -109,7 +110,7 @@ async def run_replay(
         # Without a photo the replayed patient has no camera: the agent asks for a description.
         context = SessionContext(
             session_id=session_id,
-            channel="video" if still else "audio",
+            channel=Channel.VIDEO if still else Channel.AUDIO,
             retriever=Retriever.from_settings(settings),  # similar cases, when an index is on disk
         )
         worker = make_worker(

@@ -36,6 +36,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.processors.frameworks.rtvi.frames import RTVIServerMessageFrame
 
 from agent.backends.base import CameraImage, RetrievedCase
+from agent.channel import Channel
 from agent.disclaimer import DisclaimerPolicy
 from agent.escalation import (
     EscalationRecord,
@@ -76,7 +77,7 @@ class SafetyProcessor(FrameProcessor):
         session_id: str,
         store: EscalationStore,
         emergency_number: str = "911",
-        channel: str = "video",
+        channel: Channel = Channel.VIDEO,
         disclaimer_every_turns: int = 3,
         policy: Policy | None = None,
         malignant_share: float = 0.5,

@@ -27,6 +27,7 @@ from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
 from agent.backends.base import BrainBackend
+from agent.channel import Channel
 from agent.escalation import EscalationStore
 from agent.policy import default_policy
 from agent.second_opinion import create_red_flag_checker
@@ -54,7 +55,7 @@ class SessionContext:
     """What a session needs besides the settings and the brain."""
 
     session_id: str
-    channel: str = "video"  # video (camera possible) | audio (phone)
+    channel: Channel = Channel.VIDEO
     retriever: CaseSearch | None = None  # similar SCIN cases (rag.retrieval.Retriever)
 
 
@@ -158,7 +159,7 @@ def patient_session(
     settings: Settings, backend: BrainBackend, context: SessionContext
 ) -> list[FrameProcessor]:
     """The full chain for our pipeline (without the transport)."""
-    camera: list[FrameProcessor] = [CameraSampler()] if context.channel == "video" else []
+    camera: list[FrameProcessor] = [CameraSampler()] if context.channel == Channel.VIDEO else []
     return [*listening_processors(settings), *camera, *agent_processors(settings, backend, context)]
 
 

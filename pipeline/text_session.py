@@ -18,6 +18,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.utils.time import time_now_iso8601
 
 from agent.backends.base import BrainBackend
+from agent.channel import Channel
 from agent.policy import Urgency
 from agent.simulator import SimulatedPatient
 from configs.settings import Settings
@@ -98,7 +99,7 @@ async def run_text_session(
     turns: list[str] | Patient,
     *,
     session_id: str,
-    channel: str = "audio",
+    channel: Channel = Channel.AUDIO,
     reply_timeout_s: float = 30.0,
 ) -> TextSessionResult:
     """Play ``turns`` as finished patient turns, each after the agent's previous answer.

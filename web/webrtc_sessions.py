@@ -11,6 +11,7 @@ from pipecat.transports.base_transport import TransportParams, VideoInSourcePara
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
+from agent.channel import Channel
 from media.webrtc_patient import BrowserPatient
 from pipeline.host import LiveSession, SessionHost
 from pipeline.session import INPUT_RATE
@@ -87,7 +88,7 @@ class WebRTCSessions:
             await self._host.run(
                 transport,
                 transport_name="webrtc",
-                channel="video",
+                channel=Channel.VIDEO,
                 session_id=session.session_id,
                 output_rate=OUTPUT_RATE,
                 on_started=started,

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from agent.channel import Channel
+
 if TYPE_CHECKING:
     from agent.facts import ClinicalFacts
     from agent.policy import Assessment
@@ -59,7 +61,7 @@ class BrainRequest:
     similar_cases: list[RetrievedCase] = field(default_factory=list)
     facts: ClinicalFacts | None = None
     assessment: Assessment | None = None
-    channel: Literal["video", "audio"] = "video"
+    channel: Channel = Channel.VIDEO
 
 
 class BrainBackend(ABC):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from agent.backends.base import BrainRequest, CameraImage, RetrievedCase
+from agent.channel import Channel
 from agent.facts import ClinicalFacts
 from agent.interview import screening_due
 from agent.policy import Assessment, Urgency
@@ -148,7 +149,7 @@ def build_prompt(
 
 def system_prompt(request: BrainRequest, *, emergency_number: str, redact: Callable[[str], str]) -> str:
     sections = [ROLE, SPEAKING, LIMITS]
-    sections.append("Channel: " + (AUDIO if request.channel == "audio" else VIDEO))
+    sections.append("Channel: " + (AUDIO if request.channel == Channel.AUDIO else VIDEO))
     summary = request.facts.summary() if request.facts is not None else "No clinical details given yet."
     sections.append("What the patient has told us so far: " + redact(summary))
     sections.append(policy_section(request.assessment, emergency_number))

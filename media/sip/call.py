@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from agent.channel import Channel
 from configs.settings import SipSettings
 from media.sip.dialog import Dialog
 from media.sip.dtmf import parse_info_digit
@@ -229,7 +230,7 @@ class Call:
         await self._services.host.run(
             self.transport,
             transport_name="sip",
-            channel="audio",
+            channel=Channel.AUDIO,
             output_rate=PIPELINE_RATE,
             session_id=self.tag,
             on_started=started,
