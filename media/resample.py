@@ -1,10 +1,18 @@
-"""Low-latency streaming resampling with soxr (8 kHz <-> 16 kHz for the phone line).
+"""Changing sample rates, the one way the media layer does it: soxr (HQ), mono, int16 out.
 
-soxr's own ``ResampleStream`` releases output in blocks of about 100 ms at these rates: too
-slow for a conversation. Here each chunk is resampled with soxr's one-shot resampler over a
-short window (``HISTORY_S`` of past input, the new chunk) and only the part that has
-``LOOKAHEAD_S`` of input after it is released: 5 ms of delay, and the result differs from the
-streaming resampler's by more than 70 dB (G.711 itself is about 38 dB).
+- ``resample``: a whole signal at once (a recording, a clip), aligned with the input and
+  ``len * to_rate / from_rate`` long (rounded).
+- ``ChunkResampler``: live audio in chunks (the phone line, the room). soxr's own
+  ``ResampleStream`` releases output in blocks of 40-160 ms at these rates: too slow for a
+  conversation. Here each chunk is resampled with the one-shot resampler over a short window
+  (``HISTORY_S`` of past input, the new chunk) and only the part that has ``LOOKAHEAD_S`` of input
+  after it is released: 5 ms of delay, and within 50 dB of the whole-signal result (G.711 itself is
+  about 38 dB).
+
+Why soxr (``python -m tools.bench_codecs``): FFmpeg's resampler (PyAV) streams about twice as fast
+(~40 against ~90 us per 20 ms chunk, both far below the 20 ms budget), but its filter lets a 4.1 kHz
+tone fold into the 8 kHz phone band at -15 dB (soxr: below -85 dB), and on whole signals it changes
+lengths and returns nothing for inputs shorter than its filter.
 """
 
 from __future__ import annotations
@@ -17,6 +25,23 @@ import soxr
 HISTORY_S = 0.03
 LOOKAHEAD_S = 0.005
 QUALITY = "HQ"
+
+
+def _to_int16(audio: np.ndarray) -> np.ndarray:
+    return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+
+
+def _to_float(samples: np.ndarray) -> np.ndarray:
+    if samples.dtype == np.int16:
+        return samples.astype(np.float32) / 32768.0
+    return samples.astype(np.float32, copy=False)
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Mono ``samples`` (int16, or float in [-1, 1]) at ``from_rate`` as int16 at ``to_rate``."""
+    if from_rate == to_rate or samples.size == 0:
+        return samples if samples.dtype == np.int16 else _to_int16(samples)
+    return _to_int16(soxr.resample(_to_float(samples), from_rate, to_rate, QUALITY))
 
 
 class ChunkResampler:
@@ -38,17 +63,17 @@ class ChunkResampler:
         self._emitted = 0  # output samples released so far
 
     def process(self, samples: np.ndarray) -> np.ndarray:
+        """The output that now has ``LOOKAHEAD_S`` of input after it (empty until it has)."""
         if self.in_rate == self.out_rate:
             return samples
-        self._buffer = np.concatenate([self._buffer, samples.astype(np.float32) / 32768.0])
+        self._buffer = np.concatenate([self._buffer, _to_float(samples)])
         self._total_in += samples.size
         ready = max(0, (self._total_in - self._look) * self.out_rate // self.in_rate)
         out = np.zeros(0, dtype=np.int16)
         if ready > self._emitted:
             resampled = soxr.resample(self._buffer, self.in_rate, self.out_rate, QUALITY)
             offset = self._start * self.out_rate // self.in_rate
-            piece = resampled[self._emitted - offset : ready - offset]
-            out = (np.clip(piece, -1.0, 1.0) * 32767).astype(np.int16)
+            out = _to_int16(resampled[self._emitted - offset : ready - offset])
             self._emitted += out.size
         drop = max(0, self._buffer.size - self._keep)
         drop -= drop % self._step

@@ -37,9 +37,9 @@ from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
 
 from media.audio_files import resample_int16
+from media.resample import ChunkResampler
 from media.sip.g711 import SAMPLE_RATE as LINE_RATE
 from media.sip.media import CallMedia
-from media.sip.resample import ChunkResampler
 from media.sip.rtp import PTIME_S, SAMPLES_PER_PACKET
 from pipeline.frames import ClinicianRequestFrame
 

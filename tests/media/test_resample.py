@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soxr
 
-from media.sip.resample import LOOKAHEAD_S, ChunkResampler
+from media.resample import LOOKAHEAD_S, ChunkResampler
 
 
 def band_limited_noise(rate: int, seconds: float, top_hz: int) -> np.ndarray:
