@@ -22,7 +22,7 @@ from agent.facts import ClinicalFacts, Presence, findings_catalogue
 
 # Whisper's mean token log-probability: below UNSURE it is guessing at some words; below
 # UNCLEAR the transcript is not worth acting on. Checked on the heard evaluation
-# (python -m agent.evaluate --heard): clean Piper speech scores about -0.2 to -0.4.
+# (python -m tools.evaluate --heard): clean Piper speech scores about -0.2 to -0.4.
 UNSURE_AVG_LOGPROB = -0.8
 UNCLEAR_AVG_LOGPROB = -1.3
 # Categories whose findings make an unsure turn worth confirming.

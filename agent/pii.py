@@ -31,7 +31,7 @@ library has a pattern for:
 Context is part of each rule ("my hospital number is ...") rather than Presidio's context
 enhancement: the enhancer scores any match with a context word among the five words before it,
 which would take the year out of "I was in hospital in 2019", and it reads spaCy lemmas, which a
-blank pipeline does not produce. ``python -m agent.evaluate`` measures the leaks.
+blank pipeline does not produce. ``python -m tools.evaluate`` measures the leaks.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from agent.backends.base import CameraImage
-from media.image_quality import FrameQuality, judge
 from pipeline.frames import CameraStillFrame
+from pipeline.image_quality import FrameQuality, judge
 
 
 class CameraSampler(FrameProcessor):

@@ -2,7 +2,7 @@
 
 The same triage, brain and safety processors as a live session, fed with finished patient
 turns as transcriptions. Evaluations use it to run many scenarios fast; the audio path
-(``pipeline.replay``) checks the same scenarios through speech.
+(``tools.replay``) checks the same scenarios through speech.
 """
 
 from __future__ import annotations

@@ -26,5 +26,7 @@ fi
 
 say "ruff"
 .venv/bin/ruff check .
+say "import layers (import-linter: tools > web > media > pipeline > rag > agent > configs)"
+.venv/bin/lint-imports --no-cache
 say "pytest"
 exec .venv/bin/python -m pytest "$@"

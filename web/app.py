@@ -20,9 +20,9 @@ from agent import pii
 from agent.backends import create_backend
 from agent.escalation import EscalationStore
 from configs.settings import Settings
+from media.host import SessionHost
 from media.rooms import Rooms
 from media.sip.server import SipServer
-from pipeline.host import SessionHost
 from pipeline.observers import EscalationObserver
 from pipeline.session import warm_up
 from rag.retrieval import Retriever

@@ -12,8 +12,8 @@ from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
 from agent.channel import Channel
+from media.host import LiveSession, SessionHost
 from media.webrtc_patient import BrowserPatient
-from pipeline.host import LiveSession, SessionHost
 from pipeline.session import INPUT_RATE
 
 OUTPUT_RATE = 24000

@@ -9,8 +9,8 @@ import sys
 
 from configs.logs import setup_logging
 from configs.settings import ConfigError, hub_offline_environment, load_settings
+from media.host import SessionHost
 from media.sip.server import SipServer
-from pipeline.host import SessionHost
 from pipeline.session import warm_up
 
 

@@ -23,6 +23,7 @@ from enum import Enum
 
 from agent.channel import Channel
 from configs.settings import SipSettings
+from media.host import LiveSession, SessionHost
 from media.sip.dialog import Dialog
 from media.sip.dtmf import parse_info_digit
 from media.sip.flow import Flow
@@ -48,7 +49,6 @@ from media.sip.transaction import (
     Timers,
 )
 from media.sip.transport import PIPELINE_RATE, SipCallTransport
-from pipeline.host import LiveSession, SessionHost
 
 log = logging.getLogger(__name__)
 ANSWER_TIMEOUT_S = 30.0  # the session must be up by then, or the caller gets 503

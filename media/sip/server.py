@@ -21,6 +21,7 @@ import secrets
 from collections import Counter
 
 from configs.settings import Settings
+from media.host import SessionHost
 from media.sip.auth import Authorizer, DigestAuth, PeerAllowList, Verdict
 from media.sip.call import ALLOW, Call, CallServices, CallState
 from media.sip.flow import Flow
@@ -44,7 +45,6 @@ from media.sip.transaction import (
     transaction_key,
 )
 from media.sip.transport import SipCallTransport
-from pipeline.host import SessionHost
 
 log = logging.getLogger(__name__)
 SERVER_NAME = "patient-advocacy-agent"

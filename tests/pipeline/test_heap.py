@@ -10,8 +10,8 @@ from pathlib import Path
 from pipecat.services.piper.tts import PiperTTSService
 
 from configs.settings import Settings
-from pipeline.replay import run_replay
 from pipeline.session import warm_up
+from tools.replay import run_replay
 
 
 def piper_voices_alive() -> int:

@@ -17,9 +17,9 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 
 from configs.settings import Settings, load_settings
+from media.host import LiveSession, SessionHost
 from media.sip.server import SipServer
 from media.sip.transaction import Timers
-from pipeline.host import LiveSession, SessionHost
 from pipeline.session import run_worker
 
 

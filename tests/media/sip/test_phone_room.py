@@ -19,10 +19,10 @@ import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from media.host import SessionHost
 from media.rooms import Rooms
 from media.sip.server import SipServer
 from media.sip.uac import Caller
-from pipeline.host import SessionHost
 from pipeline.session import warm_up
 from tests.media.sip.conftest import sip_settings, wait_for
 

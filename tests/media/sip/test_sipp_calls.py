@@ -20,8 +20,8 @@ import pytest
 
 from configs.settings import Settings
 from media.audio_files import resample_int16
+from media.host import SessionHost
 from media.sip.server import SipServer
-from pipeline.host import SessionHost
 from pipeline.session import warm_up, whisper_dir
 from pipeline.transcriber import shared_transcriber
 from tests.media.sip import support as sipp

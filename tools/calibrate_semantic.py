@@ -1,6 +1,6 @@
 """Calibrate the red-flags-by-meaning threshold on benign speech, and write it for review.
 
-    python -m pipeline.calibrate_semantic [--write] --json
+    python -m tools.calibrate_semantic [--write] --json
 
 Benign speech: every turn and intake answer of the conversations that must not escalate, in
 the core scenarios and the development split (never the blind split). The threshold is set
@@ -18,18 +18,18 @@ from datetime import UTC, datetime
 
 import yaml
 
-from agent.evaluate import load_conversations
 from agent.policy import default_policy
 from agent.semantic_flags import CALIBRATION_FILE, SemanticRedFlags, calibrate
 from configs.settings import hub_offline_environment, load_settings
 from rag.text_encoder import TextEncoder
+from tools.evaluate import load_conversations
 
 SPLITS = ("core", "dev")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.calibrate_semantic", description=__doc__.splitlines()[0]
+        prog="python -m tools.calibrate_semantic", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--write", action="store_true", help=f"write {CALIBRATION_FILE.name}")
     parser.add_argument("--margin", type=float, default=0.02)
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.write:
         header = (
-            "# Written by `python -m pipeline.calibrate_semantic --write`; read by agent/semantic_flags.py.\n"
+            "# Written by `python -m tools.calibrate_semantic --write`; read by agent/semantic_flags.py.\n"
         )
         CALIBRATION_FILE.write_text(header + yaml.safe_dump(report, sort_keys=False))
     print(json.dumps(report) if args.json else yaml.safe_dump(report, sort_keys=False))

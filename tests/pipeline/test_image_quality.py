@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from media.image_quality import ADVICE, judge
+from pipeline.image_quality import ADVICE, judge
 
 
 def skin_photo(brightness: int = 150) -> np.ndarray:

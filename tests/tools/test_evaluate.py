@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from agent.evaluate import Outcome, Scenario, evaluate, load_scenarios, summarise
 from agent.policy import Urgency
 from configs.settings import Settings
+from tools.evaluate import Outcome, Scenario, evaluate, load_scenarios, summarise
 
 
 def test_the_scenario_set_covers_what_the_brief_asks() -> None:

@@ -1,6 +1,6 @@
 """Voice-to-voice latency of phone calls, next to the browser path, on the same synthesised turns.
 
-    python -m pipeline.bench --phone --turns 20 --json
+    python -m tools.bench --phone --turns 20 --json
 
 A real caller (``media.sip.uac``) dials a ``SipServer`` in this process over loopback, sends
 each patient turn as G.711 RTP in real time once the agent's previous reply has ended (silence
@@ -23,11 +23,11 @@ import numpy as np
 
 from configs.settings import Settings, load_settings
 from media.audio_files import resample_int16
+from media.host import SessionHost
 from media.sip.server import SipServer
 from media.sip.uac import Caller
-from pipeline.host import SessionHost
-from pipeline.replay import load_turns
 from pipeline.session import INPUT_RATE, warm_up
+from tools.replay import load_turns
 
 REPLY_IDLE_S = 1.0  # the reply is over after this much silence (as the file transport waits)
 REPLY_TIMEOUT_S = 25.0
@@ -91,14 +91,14 @@ async def run_phone(settings: Settings, wavs: list[Path]) -> dict[str, Any]:
     finally:
         await caller.close()
         await server.stop()
-    from pipeline.bench import latency_summary
+    from tools.bench import latency_summary
 
     return latency_summary(len(turns), latencies, started)
 
 
 async def compare(turns: int) -> dict[str, Any]:
     """The browser path and the phone path on the same synthesised turns."""
-    from pipeline.bench import _cores, run_one, synthesize_turns
+    from tools.bench import _cores, run_one, synthesize_turns
 
     settings = load_settings()
     warm_up(settings)

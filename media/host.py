@@ -26,11 +26,11 @@ from agent.channel import Channel
 from configs.logs import session_id_var
 from configs.settings import Settings
 from media.room import PatientSide
+from media.room_observer import RoomObserver
 from media.rooms import Rooms
 from pipeline.heap import collect_ended_session
 from pipeline.metrics import ACTIVE_SESSIONS, SESSIONS_TOTAL
 from pipeline.observers import VoiceLatencyObserver
-from pipeline.room_observer import RoomObserver
 from pipeline.session import SessionContext, make_worker, patient_session, run_worker
 
 if TYPE_CHECKING:

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from agent.evaluate import CONDITIONS, evaluate, load_scenarios, load_split, sample
 from configs.settings import Settings
+from tools.evaluate import CONDITIONS, evaluate, load_scenarios, load_split, sample
 
 
 @pytest.mark.parametrize("split", ["dev", "blind"])

@@ -17,9 +17,9 @@ import soundfile as sf
 from configs.settings import Settings
 from media.file_transport import FileReplayTransport
 from pipeline.observers import TranscriptObserver
-from pipeline.replay import load_turns, main, run_replay
 from pipeline.result import build_result
 from pipeline.session import INPUT_RATE, SessionContext, make_worker, patient_session, run_worker, warm_up
+from tools.replay import load_turns, main, run_replay
 
 pytestmark = pytest.mark.slow
 

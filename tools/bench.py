@@ -1,7 +1,7 @@
 """Voice-to-voice latency benchmark: this pipeline against a stock-pipecat baseline, same audio.
 
-    python -m pipeline.bench --turns 20 --json
-    python -m pipeline.bench --phone --turns 20 --json   # browser path vs phone path (G.711, RTP)
+    python -m tools.bench --turns 20 --json
+    python -m tools.bench --phone --turns 20 --json   # browser path vs phone path (G.711, RTP)
 
 Patient turns are synthesised once with the offline Piper voice and replayed in real time
 through each pipeline (same brain, same models); latency is measured at the transport, from
@@ -31,11 +31,11 @@ from configs.logs import setup_logging
 from configs.settings import Settings, hub_offline_environment, load_settings
 from media.file_transport import FileReplayTransport
 from media.synth import synthesize
-from pipeline.baseline import baseline_session
 from pipeline.observers import TranscriptObserver
-from pipeline.replay import OUTPUT_RATE, load_turns
 from pipeline.result import build_result
 from pipeline.session import INPUT_RATE, SessionContext, make_worker, patient_session, run_worker, warm_up
+from tools.baseline import baseline_session
+from tools.replay import OUTPUT_RATE, load_turns
 
 PATIENT_LINES = [
     "I have a red itchy rash on my left forearm.",
@@ -131,7 +131,7 @@ def _cores() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--phone", action="store_true", help="the browser path against the phone path")
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     hub_offline_environment()
     setup_logging(os.environ.get("BENCH_LOG_LEVEL", "WARNING"), "text")
     if args.phone:
-        from pipeline.bench_phone import compare, print_comparison
+        from tools.bench_phone import compare, print_comparison
 
         comparison = asyncio.run(compare(args.turns))
         if args.json:
