@@ -2,10 +2,11 @@
 that play them.
 
 Every listener has its own ``AudioRing`` per source, at the listener's rate: a source pushes
-its audio into the rings of everyone who should hear it (resampled with soxr's streaming
-resampler, so chunk edges do not click), and the listener's track pulls the samples it
-needs every 10-20 ms, mixing its rings. A ring holds at most ``max_s`` seconds: a listener
-that falls behind loses the oldest audio rather than drifting further behind.
+its audio into the rings of everyone who should hear it (resampled by a ``ChunkResampler``: 5 ms
+late, and chunk edges do not click), and the listener's track pulls the samples it needs every
+10-20 ms, mixing its rings with ``mix`` (the phone call mixes a clinician in with it too). A ring
+holds at most ``max_s`` seconds: a listener that falls behind loses the oldest audio rather than
+drifting further behind.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from collections.abc import Callable
 
 import av
 import numpy as np
-import soxr
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import AUDIO_PTIME, MediaStreamError
+
+from media.resample import ChunkResampler
 
 
 class AudioRing:
@@ -29,17 +31,17 @@ class AudioRing:
         self.rate = rate
         self._max = int(rate * max_s)
         self._buffer = np.zeros(0, dtype=np.int16)
-        self._resamplers: dict[int, soxr.ResampleStream] = {}
+        self._resamplers: dict[int, ChunkResampler] = {}
 
     def push(self, samples: np.ndarray, rate: int) -> None:
         """Add mono int16 ``samples`` recorded at ``rate``."""
         if samples.size == 0:
             return
         if rate != self.rate:
-            stream = self._resamplers.get(rate)
-            if stream is None:
-                stream = self._resamplers[rate] = soxr.ResampleStream(rate, self.rate, 1, dtype="int16")
-            samples = stream.resample_chunk(samples)
+            resampler = self._resamplers.get(rate)
+            if resampler is None:
+                resampler = self._resamplers[rate] = ChunkResampler(rate, self.rate)
+            samples = resampler.process(samples)
         self._buffer = np.concatenate([self._buffer, samples])[-self._max :]
 
     def pull(self, count: int) -> np.ndarray:
@@ -55,7 +57,7 @@ class AudioRing:
 
 
 def mix(*parts: np.ndarray) -> np.ndarray:
-    """Sum int16 signals of the same length without wrapping around."""
+    """Sum int16 signals of the same length, clipped rather than wrapped around (no loud clicks)."""
     total = np.sum([part.astype(np.int32) for part in parts], axis=0)
     return np.clip(total, -32768, 32767).astype(np.int16)
 

@@ -36,8 +36,8 @@ from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
 
-from media.audio_files import resample_int16
-from media.resample import ChunkResampler
+from media import room_audio
+from media.resample import ChunkResampler, resample
 from media.sip.g711 import SAMPLE_RATE as LINE_RATE
 from media.sip.media import CallMedia
 from media.sip.rtp import PTIME_S, SAMPLES_PER_PACKET
@@ -206,7 +206,7 @@ class _SipOutput(BaseOutputTransport):
         if frame.num_channels > 1:
             samples = samples.reshape(-1, frame.num_channels)[:, 0]
         if frame.sample_rate != PIPELINE_RATE:  # the pipeline is set up for 16 kHz; just in case
-            samples = resample_int16(samples, frame.sample_rate, PIPELINE_RATE)
+            samples = resample(samples, frame.sample_rate, PIPELINE_RATE)
         self._playout.append(self._resampler.process(samples))
         limit = PLAYOUT_AHEAD * SAMPLES_PER_PACKET
         while len(self._playout) > limit and self._owner.media.negotiated.caller_receives:
@@ -282,11 +282,9 @@ class SipCallTransport(BaseTransport):
         return lambda: self.taps.remove(tap) if tap in self.taps else None
 
     def mix(self, frame: np.ndarray) -> np.ndarray:
+        """``frame`` with the added sources' next ``frame.size`` samples mixed in (the room's mixer)."""
         if not self._sources:
             return frame
-        total = frame.astype(np.int32)
-        for source in list(self._sources):
-            extra = source.read(frame.size)
-            if extra is not None and extra.size == frame.size:
-                total += extra
-        return np.clip(total, -32768, 32767).astype(np.int16)
+        extras = [source.read(frame.size) for source in list(self._sources)]
+        voices = [extra for extra in extras if extra is not None and extra.size == frame.size]
+        return room_audio.mix(frame, *voices)

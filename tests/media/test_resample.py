@@ -1,4 +1,4 @@
-"""Resampling for the phone line: soxr quality, 5 ms of delay, no drift over chunk boundaries."""
+"""Resampling: whole recordings keep length and level; live chunks: soxr quality, 5 ms of delay, no drift."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import soxr
 
-from media.resample import LOOKAHEAD_S, ChunkResampler
+from media.resample import LOOKAHEAD_S, ChunkResampler, resample
+
+RECORDING_RATES = [(44100, 16000), (22050, 8000), (8000, 16000), (24000, 48000)]
+LIVE_RATES = [(8000, 16000), (16000, 8000), (24000, 48000), (48000, 8000)]  # phone line, room
+
+
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
 
 
 def band_limited_noise(rate: int, seconds: float, top_hz: int) -> np.ndarray:
@@ -41,3 +48,28 @@ def test_reset_forgets_the_past() -> None:
     resampler.process(np.full(320, 20000, dtype=np.int16))
     resampler.reset()
     assert not np.any(resampler.process(np.zeros(640, dtype=np.int16)))
+
+
+@pytest.mark.parametrize(("in_rate", "out_rate"), RECORDING_RATES)
+def test_a_recording_keeps_its_length_and_level(in_rate: int, out_rate: int) -> None:
+    tone = (np.sin(2 * np.pi * 440 * np.arange(in_rate) / in_rate) * 16000).astype(np.int16)
+    out = resample(tone, in_rate, out_rate)
+    assert out.dtype == np.int16 and out.size == out_rate  # one second stays one second
+    assert abs(20 * np.log10(rms(out[100:-100]) / rms(tone))) < 0.01  # not louder, not quieter
+
+
+def test_a_float_recording_comes_out_as_int16_at_its_level() -> None:
+    tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(22050) / 22050)).astype(np.float32)
+    for out in (resample(tone, 22050, 16000), resample(tone, 16000, 16000)):
+        assert out.dtype == np.int16 and np.abs(out).max() == pytest.approx(16384, abs=100)
+
+
+@pytest.mark.parametrize(("in_rate", "out_rate"), LIVE_RATES)
+def test_live_chunks_come_out_at_once(in_rate: int, out_rate: int) -> None:
+    """A listener waits 5 ms for each 20 ms chunk; soxr's own stream would hold back 40-160 ms."""
+    resampler = ChunkResampler(in_rate, out_rate)
+    chunk = np.zeros(in_rate // 50, dtype=np.int16)
+    heard = 0
+    for n in range(1, 11):
+        heard += resampler.process(chunk).size
+        assert n * chunk.size * out_rate // in_rate - heard <= LOOKAHEAD_S * out_rate + 1

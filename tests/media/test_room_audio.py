@@ -25,6 +25,12 @@ def test_a_ring_resamples_to_the_listener_rate_and_pads_with_silence() -> None:
     assert not np.any(ring.pull(48000)[rest:])  # then silence, not noise
 
 
+def test_a_ring_has_each_chunk_ready_at_once() -> None:
+    ring = AudioRing(48000)
+    ring.push(tone(440, 0.02, 16000), 16000)  # one 20 ms packet of a 16 kHz voice
+    assert len(ring) >= 48000 * 0.015  # at most 5 ms waits for the next packet, not 40-160 ms
+
+
 def test_a_ring_that_falls_behind_drops_the_oldest_audio() -> None:
     ring = AudioRing(8000, max_s=0.5)
     ring.push(np.ones(8000 * 2, dtype=np.int16), 8000)
