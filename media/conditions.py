@@ -5,8 +5,9 @@
   relative to the speech power over its active (non-silent) 20 ms frames; the mix is scaled down, never
   clipped, when it would overflow int16.
 - phone: band-limited to 300-3400 Hz (elliptic band-pass: 0.5 dB ripple, -11 dB at 3.6 kHz, -34 dB at
-  4 kHz, -60 dB beyond, causal like a real line), resampled to 8 kHz with soxr, then encoded
-  and decoded as G.711 mu-law with PyAV's (FFmpeg's) ``pcm_mulaw`` codec; returned at 8 kHz.
+  4 kHz, -60 dB beyond, causal like a real line), resampled to 8 kHz (``media.resample``), then
+  encoded and decoded as G.711 mu-law by the phone bridge's own codec (``media.sip.g711``), so the
+  evaluation hears what a caller's line would carry; returned at 8 kHz.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-import av
 import numpy as np
 import soundfile as sf
-import soxr
 from scipy.signal import ellip, sosfilt
+
+from media.resample import resample
+from media.sip.g711 import PCMU
 
 NOISE_SNR_DB = 15.0
 PHONE_RATE = 8000
@@ -79,21 +81,9 @@ def _add_noise(samples: np.ndarray, rate: int, seed: int) -> np.ndarray:
     return np.round(mix).astype(np.int16)
 
 
-def mulaw_roundtrip(samples: np.ndarray, rate: int = PHONE_RATE) -> np.ndarray:
-    """int16 samples through G.711 mu-law (PyAV's ``pcm_mulaw``): 8 bits a sample and back."""
-    if samples.size == 0:
-        return samples.astype(np.int16)
-    encoder = av.CodecContext.create("pcm_mulaw", "w")
-    encoder.sample_rate, encoder.format, encoder.layout = rate, "s16", "mono"
-    frame = av.AudioFrame.from_ndarray(
-        np.ascontiguousarray(samples, dtype=np.int16).reshape(1, -1), format="s16", layout="mono"
-    )
-    frame.sample_rate = rate
-    packets = [*encoder.encode(frame), *encoder.encode(None)]
-    decoder = av.CodecContext.create("pcm_mulaw", "r")
-    decoder.sample_rate, decoder.layout = rate, "mono"
-    decoded = [f.to_ndarray().reshape(-1) for p in packets for f in decoder.decode(p)]
-    return np.concatenate(decoded).astype(np.int16)
+def mulaw_roundtrip(samples: np.ndarray) -> np.ndarray:
+    """int16 samples through G.711 mu-law (PCMU): 8 bits a sample and back."""
+    return PCMU.decode(PCMU.encode(samples))
 
 
 def _phone(samples: np.ndarray, rate: int) -> np.ndarray:
@@ -102,10 +92,7 @@ def _phone(samples: np.ndarray, rate: int) -> np.ndarray:
     if rate > 2 * high:
         sos = ellip(6, 0.5, 60, [low, high], btype="bandpass", fs=rate, output="sos")
         audio = sosfilt(sos, audio)
-    if rate != PHONE_RATE:
-        audio = soxr.resample(audio, rate, PHONE_RATE, quality="VHQ")
-    pcm = np.round(np.clip(audio, -1.0, 32767 / 32768) * 32768).astype(np.int16)
-    return mulaw_roundtrip(pcm, PHONE_RATE)
+    return mulaw_roundtrip(resample(audio, rate, PHONE_RATE))
 
 
 def apply_condition(

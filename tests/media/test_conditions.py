@@ -17,6 +17,7 @@ from media.conditions import (
     mulaw_roundtrip,
     pink_noise,
 )
+from media.sip.g711 import PCMU
 
 RATE = 22050
 
@@ -108,6 +109,13 @@ def test_phone_is_8_khz_and_band_limited() -> None:
     assert high_after < 1e-3  # ... and the line removes it (-30 dB and more)
     assert low_after < 0.02
     assert band_energy(out, rate, 300, 3400) / band_energy(out, rate, 0, rate / 2) > 0.9
+
+
+def test_phone_audio_is_what_the_phone_bridge_sends() -> None:
+    out, _ = apply_condition(speechlike(), RATE, Condition.PHONE, seed=0)
+    line_levels = PCMU.decode(bytes(range(256)))  # the 256 levels the SIP bridge's mu-law can carry
+    assert np.isin(out, line_levels).all()
+    np.testing.assert_array_equal(PCMU.decode(PCMU.encode(out)), out)
 
 
 def test_mulaw_roundtrip_error_is_small() -> None:

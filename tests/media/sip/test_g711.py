@@ -26,6 +26,19 @@ def test_bit_exact_with_the_reference(codec: Codec, encode, decode) -> None:
     assert np.array_equal(codec.decode(codes), np.frombuffer(decode(codes, 2), dtype=np.int16))
 
 
+@pytest.mark.parametrize(
+    ("codec", "codes", "levels"),
+    [
+        (PCMU, [0xFF, 0x80, 0x00], [0, 32124, -32124]),  # G.711 mu-law: zero, full scale, both signs
+        (PCMA, [0xD5, 0xAA, 0x2A], [8, 32256, -32256]),  # A-law (even bits inverted): the smallest step
+    ],
+)
+def test_the_itu_codes_for_silence_and_full_scale(codec: Codec, codes: list[int], levels: list[int]) -> None:
+    """Anchors from the standard itself, so a phone on the other end hears the same levels."""
+    assert codec.encode(np.array([0, 32767, -32768], dtype=np.int16)) == bytes(codes)
+    assert codec.decode(bytes(codes)).tolist() == levels
+
+
 @pytest.mark.parametrize("codec", [PCMU, PCMA])
 def test_a_tone_survives_with_telephone_quality(codec: Codec) -> None:
     tone = (np.sin(2 * np.pi * 440 * np.arange(8000) / 8000) * 12000).astype(np.int16)
