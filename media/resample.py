@@ -6,13 +6,14 @@
   ``ResampleStream`` releases output in blocks of 40-160 ms at these rates: too slow for a
   conversation. Here each chunk is resampled with the one-shot resampler over a short window
   (``HISTORY_S`` of past input, the new chunk) and only the part that has ``LOOKAHEAD_S`` of input
-  after it is released: 5 ms of delay, and within 50 dB of the whole-signal result (G.711 itself is
-  about 38 dB).
+  after it is released: 5 ms of delay, and the result stays more than 50 dB above its difference
+  from the whole-signal one (G.711 itself is about 38 dB).
 
-Why soxr (``python -m tools.bench_codecs``): FFmpeg's resampler (PyAV) streams about twice as fast
-(~40 against ~90 us per 20 ms chunk, both far below the 20 ms budget), but its filter lets a 4.1 kHz
-tone fold into the 8 kHz phone band at -15 dB (soxr: below -85 dB), and on whole signals it changes
-lengths and returns nothing for inputs shorter than its filter.
+Why soxr (``python -m tools.bench_codecs``): FFmpeg's resampler (PyAV) streams faster
+(30-50 against 50-140 us per 20 ms chunk, both under 1% of the chunk), but it lets a tone just
+above the output's Nyquist frequency fold back at -15 dB (soxr: below -70 dB), and on whole
+signals it gets lengths wrong by up to 5 samples; scipy's ``resample_poly`` is slower and folds
+more back.
 """
 
 from __future__ import annotations
