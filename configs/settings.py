@@ -133,7 +133,6 @@ class Settings(BaseSettings):
     port: int = 8000
 
     models_dir: Path = Path("models")
-    data_dir: Path = Path("data")
     scin_dir: Path = Path("data/raw/scin")
     vector_store_dir: Path = Path("data/chroma")
     escalations_dir: Path = Path("var/escalations")
