@@ -28,5 +28,7 @@ say "ruff"
 .venv/bin/ruff check .
 say "import layers (import-linter: tools > web > media > pipeline > rag > agent > configs)"
 .venv/bin/lint-imports --no-cache
+say "dependencies (deptry)"
+.venv/bin/deptry .
 say "pytest"
 exec .venv/bin/python -m pytest "$@"
