@@ -3,8 +3,8 @@
 The tables are built once from the reference algorithm (Sun's ``g711.c``, which the stdlib's
 deprecated ``audioop`` also follows): 256 entries to decode, 65,536 to encode (one per int16).
 The one G.711 of the code base (the phone line, the evaluation's phone condition): kept over PyAV's
-``pcm_mulaw``/``pcm_alaw``, which per 20 ms packet take 7.5 us to encode and 13 us to decode against
-4.6 and 3.1 us here, and encode 512 (mu-law) and 964 (A-law) of the 65,536 inputs differently from
+``pcm_mulaw``/``pcm_alaw``, which per 20 ms packet take 5-7 us to encode and 9-13 us to decode against
+3-5 and 2-3 us here, and encode 512 (mu-law) and 964 (A-law) of the 65,536 inputs differently from
 the reference (``python -m tools.bench_codecs``).
 """
 
