@@ -14,7 +14,6 @@ Modules, one concept each:
 ``rtp``         RTP packets and the sender's sequence/timestamp state
 ``jitter``      fixed-delay jitter buffer
 ``dtmf``        RFC 4733 telephone-events, SIP INFO digits
-``resample``    low-latency soxr resampling 8 kHz <-> 16 kHz
 ``ports``       the RTP port range
 ``media``       one call's RTP session (symmetric RTP)
 ``transport``   the pipecat transport of one call
