@@ -34,14 +34,6 @@ INFLECTIONS = frozenset({"S", "Z", "D", "T"})
 VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
 
 
-@dataclass(frozen=True)
-class SoundAlike:
-    """A transcribed word read as the keyword it sounds like."""
-
-    heard: str
-    keyword: str
-
-
 def _phones(pronunciation: list[str]) -> tuple[str, ...]:
     return tuple(phone.rstrip("012") for phone in pronunciation)
 
@@ -141,16 +133,6 @@ def _spelled_like(word: str, keywords: tuple[str, ...]) -> str | None:
         if len(keyword) >= MIN_SPELLED and word[0] == keyword[0] and Levenshtein.distance(word, keyword) <= 1:
             return keyword
     return None
-
-
-def sound_alikes(text: str) -> list[SoundAlike]:
-    """Every word of ``text`` that may be a misheard red-flag keyword."""
-    found = []
-    for match in WORD.finditer(text):
-        keyword = sounds_like(match.group(0))
-        if keyword is not None:
-            found.append(SoundAlike(match.group(0), keyword))
-    return found
 
 
 def as_keywords(text: str) -> str | None:

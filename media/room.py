@@ -63,7 +63,6 @@ class Room:
         self._clinician: ClinicianPeer | None = None
         self.clinician_name: str | None = None
         self._closing: asyncio.Task | None = None
-        patient.connect_room(self)
 
     # --- the agent participant ----------------------------------------------------------
 
@@ -92,10 +91,6 @@ class Room:
         self.to_patient.push(samples, rate)
 
     # --- the clinician ------------------------------------------------------------------
-
-    @property
-    def clinician_present(self) -> bool:
-        return self._clinician is not None
 
     async def join(self, name: str, sdp: str, sdp_type: str) -> dict[str, str]:
         """The clinician's browser joins: an SDP answer back, and the agent announces them."""

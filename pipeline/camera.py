@@ -35,7 +35,6 @@ class CameraSampler(FrameProcessor):
         self._patient_speaking = False
         self._last_judged = 0.0
         self._best: FrameQuality | None = None
-        self.last_quality: FrameQuality | None = None
 
     @property
     def best(self) -> FrameQuality | None:
@@ -62,7 +61,6 @@ class CameraSampler(FrameProcessor):
         if rgb is None:
             return
         quality = await asyncio.to_thread(judge, rgb)
-        self.last_quality = quality
         if self._best is None or quality.score > self._best.score:
             self._best = quality
             jpeg = await asyncio.to_thread(_jpeg, rgb)

@@ -132,9 +132,6 @@ class Transcriber:
             size = int((window - MIN_PADDING_S) * SAMPLE_RATE) - 1
             self.transcribe(noise.integers(-3000, 3000, size, dtype=np.int16))
 
-    async def transcribe_async(self, samples: np.ndarray, prompt: str = "") -> str:
-        return await asyncio.to_thread(self.transcribe, samples, prompt)
-
     async def transcribe_scored_async(self, samples: np.ndarray, prompt: str = "") -> Heard:
         return await asyncio.to_thread(self.transcribe_scored, samples, prompt)
 

@@ -49,11 +49,6 @@ class ScinCase:
     def labelled(self) -> bool:
         return bool(self.weighted_labels)
 
-    def top_label(self) -> str | None:
-        if not self.weighted_labels:
-            return None
-        return max(self.weighted_labels.items(), key=lambda item: item[1])[0]
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -88,9 +88,3 @@ class ImageEncoder:
         with Image.open(io.BytesIO(data)) as image:
             return self.encode([image.convert("RGB")])
 
-    def encode_files(self, paths: list[Path]) -> np.ndarray:
-        images = []
-        for path in paths:
-            with Image.open(path) as image:
-                images.append(image.convert("RGB"))
-        return self.encode(images)

@@ -28,7 +28,6 @@ from configs.settings import ClinicianAccount, Settings
 from web.accounts import AccountError, read_accounts_file
 
 SESSION_COOKIE = "clinician_session"
-CSRF_COOKIE = "clinician_csrf"
 CSRF_HEADER = "x-csrf-token"
 COOKIE_PATH = "/clinician"
 NO_ACCOUNTS_MESSAGE = (
