@@ -1,8 +1,12 @@
 """Escalation records: what a clinician needs to take over, with no personal data in it.
 
-A record is created by the safety processor the moment a red flag is met, persisted as one
-JSON file per escalation (written atomically), and carried to the clinician queue by an
-``EscalationFrame``. Everything textual in it has passed ``agent.pii.redact`` first.
+A record is created by the escalation processor (``pipeline/escalation.py``) the moment a red
+flag is met and stays this typed object until it is stored: an ``EscalationFrame`` carries it to
+the clinician queue, which stores it (``web/queue.py``); a session with no queue (a replay, the
+evaluation, a phone bridge on its own) has the escalation processor store it. Either way it is
+one JSON file per escalation, written atomically. Everything textual in it has passed
+``agent.pii.redact`` first. Its level, status, channel and outcomes are enums whose values are
+the JSON's strings.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +25,31 @@ from agent.channel import Channel
 from agent.policy import Urgency
 
 
+class EscalationStatus(StrEnum):
+    """Where an escalation is: waiting -> claimed -> joined <-> handed_back -> ended (``web/queue.py``)."""
+
+    WAITING = "waiting"
+    CLAIMED = "claimed"
+    JOINED = "joined"
+    HANDED_BACK = "handed_back"
+    ENDED = "ended"
+
+
+class EscalationOutcome(StrEnum):
+    """How the clinician who ended an escalation says it ended."""
+
+    COMPLETED = "completed"
+    REFERRED = "referred"
+    EMERGENCY_SERVICES = "emergency_services"
+    PATIENT_LEFT = "patient_left"
+
+
 @dataclass
 class EscalationRecord:
     id: str
     session_id: str
     created_at: str  # ISO 8601, UTC
-    level: str
+    level: Urgency
     reasons: list[str]
     rule_ids: list[str]
     summary: str  # redacted
@@ -34,17 +58,23 @@ class EscalationRecord:
     similar_cases: list[dict[str, Any]] = field(default_factory=list)
     best_frame_jpeg_b64: str | None = None
     # Filled in as a clinician takes over (web/queue.py).
-    status: str = "waiting"  # waiting | claimed | joined | handed_back | ended
+    status: EscalationStatus = EscalationStatus.WAITING
     clinician: str | None = None
     events: list[dict[str, str]] = field(default_factory=list)
     created_monotonic: float = field(default_factory=time.monotonic, repr=False)
+
+    def __post_init__(self) -> None:
+        # Typed however it was built (read back from JSON, or given plain strings).
+        self.level = Urgency(self.level)
+        self.channel = Channel(self.channel)
+        self.status = EscalationStatus(self.status)
 
     @classmethod
     def create(
         cls,
         *,
         session_id: str,
-        level: str,
+        level: Urgency,
         reasons: list[str],
         rule_ids: list[str],
         summary: str,
@@ -75,8 +105,6 @@ class EscalationRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EscalationRecord:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "created_monotonic"}
-        if "channel" in known:
-            known["channel"] = Channel(known["channel"])
         return cls(**known)
 
 

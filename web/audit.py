@@ -16,6 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from agent.escalation import EscalationOutcome
 from configs.settings import Settings
 
 
@@ -36,17 +37,7 @@ class AuditEvent(StrEnum):
 
 
 # Codes an entry may carry: why a sign-in failed, how an escalation ended.
-CODES = frozenset(
-    {
-        "wrong_credentials",
-        "rate_limited",
-        "no_accounts",
-        "completed",
-        "referred",
-        "emergency_services",
-        "patient_left",
-    }
-)
+CODES = frozenset({"wrong_credentials", "rate_limited", "no_accounts", *EscalationOutcome})
 
 
 class AuditLog:
@@ -80,7 +71,7 @@ class AuditLog:
             "session_id": session_id,
         }
         if code is not None:
-            entry["code"] = code
+            entry["code"] = str(code)  # an outcome enum as its plain value
         line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)

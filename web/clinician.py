@@ -21,12 +21,15 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from agent.escalation import EscalationRecord
+from agent.escalation import EscalationOutcome, EscalationRecord, EscalationStatus
 from configs.settings import Settings
 from web.audit import AuditEvent, AuditLog
 from web.auth import CSRF_HEADER, SESSION_COOKIE, Auth, Clinician, LoginRateLimited
 from web.queue import (
     ACTIVE,
+    CLAIMED,
+    HANDED_BACK,
+    JOINED,
     OUTCOMES,
     AlreadyClaimed,
     EscalationQueue,
@@ -162,7 +165,9 @@ def clinician_routes(
             code=code,
         )
 
-    def mine(record_id: str, clinician: Clinician, states: tuple[str, ...]) -> EscalationRecord | Response:
+    def mine(
+        record_id: str, clinician: Clinician, states: tuple[EscalationStatus, ...]
+    ) -> EscalationRecord | Response:
         record = queue.get(record_id)
         if record is None:
             return _error(404, "No such escalation.")
@@ -291,7 +296,7 @@ def clinician_routes(
 
     @api(changes=True)
     async def release(request: Request, clinician: Clinician) -> Response:
-        record = mine(request.path_params["id"], clinician, ("claimed",))
+        record = mine(request.path_params["id"], clinician, (CLAIMED,))
         if isinstance(record, Response):
             return record
         await queue.release(record.id, clinician.username)
@@ -300,7 +305,7 @@ def clinician_routes(
 
     @api(changes=True)
     async def join(request: Request, clinician: Clinician) -> Response:
-        record = mine(request.path_params["id"], clinician, ("claimed", "joined", "handed_back"))
+        record = mine(request.path_params["id"], clinician, (CLAIMED, JOINED, HANDED_BACK))
         if isinstance(record, Response):
             return record
         try:
@@ -325,7 +330,7 @@ def clinician_routes(
 
     @api(changes=True)
     async def summary(request: Request, clinician: Clinician) -> Response:
-        record = mine(request.path_params["id"], clinician, ("joined",))
+        record = mine(request.path_params["id"], clinician, (JOINED,))
         if isinstance(record, Response):
             return record
         await rooms.request_summary(record.session_id)
@@ -334,7 +339,7 @@ def clinician_routes(
 
     @api(changes=True)
     async def hand_back(request: Request, clinician: Clinician) -> Response:
-        record = mine(request.path_params["id"], clinician, ("joined",))
+        record = mine(request.path_params["id"], clinician, (JOINED,))
         if isinstance(record, Response):
             return record
         if rooms.is_live(record.session_id):
@@ -345,17 +350,16 @@ def clinician_routes(
 
     @api(changes=True)
     async def end(request: Request, clinician: Clinician) -> Response:
-        record = mine(request.path_params["id"], clinician, ("claimed", "joined", "handed_back"))
+        record = mine(request.path_params["id"], clinician, (CLAIMED, JOINED, HANDED_BACK))
         if isinstance(record, Response):
             return record
         try:
             body = json.loads(await request.body() or b"{}")
-            outcome = str(body.get("outcome") or "completed") if isinstance(body, dict) else ""
+            said = str(body.get("outcome") or EscalationOutcome.COMPLETED) if isinstance(body, dict) else ""
+            outcome = EscalationOutcome(said)
         except ValueError:
-            outcome = ""
-        if outcome not in OUTCOMES:
             return _error(400, f"The outcome is one of: {', '.join(OUTCOMES)}.")
-        if record.status == "joined" and rooms.is_live(record.session_id):
+        if record.status == JOINED and rooms.is_live(record.session_id):
             await rooms.end(record.session_id)  # the clinician is in the room: the session ends
         await queue.end(record.id, clinician.username, outcome)
         act(AuditEvent.END, clinician, record, outcome)
@@ -383,7 +387,7 @@ def clinician_routes(
         if not rooms.is_live(session_id):
             return _error(409, "This conversation has ended.")
         current = queue.for_session(session_id)
-        if current is not None and current.status in ACTIVE and current.status != "handed_back":
+        if current is not None and current.status in ACTIVE and current.status != HANDED_BACK:
             return _json(room_status(session_id))  # already on its way: asking twice changes nothing
         await rooms.request_clinician(session_id)
         audit.record(AuditEvent.PATIENT_REQUESTED_CLINICIAN, session_id=session_id)

@@ -1,10 +1,13 @@
 """The clinician queue: escalations waiting for a clinician, and who is taking each one over.
 
-In memory, persisted through ``EscalationStore`` on every change; the waiting (and claimed)
-ones are loaded again at start, a claim lost with the last process going back to waiting.
-An escalation moves waiting -> claimed -> joined <-> handed_back -> ended; only the clinician
-who claimed it moves it on, a claim not followed by a join within ``claim_timeout_s`` goes back
-to waiting, and every move is written into ``record.events`` (who and when).
+In memory, and the one keeper of the records of the server's sessions: a record is stored when
+it arrives (from the session's ``EscalationObserver``, which tells the session's escalation
+processor not to store it too) and on every change after that, through ``EscalationStore``. The
+waiting (and claimed) ones are loaded again at start, a claim lost with the last process going
+back to waiting. An escalation moves waiting -> claimed -> joined <-> handed_back -> ended; only
+the clinician who claimed it moves it on, a claim not followed by a join within
+``claim_timeout_s`` goes back to waiting, and every move is written into ``record.events`` (who
+and when).
 """
 
 from __future__ import annotations
@@ -15,13 +18,19 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from types import TracebackType
 
-from agent.escalation import EscalationRecord, EscalationStore
+from agent.escalation import EscalationOutcome, EscalationRecord, EscalationStatus, EscalationStore
 from agent.policy import Urgency
 
-ACTIVE = ("waiting", "claimed", "joined", "handed_back")
-OUTCOMES = ("completed", "referred", "emergency_services", "patient_left")
+WAITING = EscalationStatus.WAITING
+CLAIMED = EscalationStatus.CLAIMED
+JOINED = EscalationStatus.JOINED
+HANDED_BACK = EscalationStatus.HANDED_BACK
+ENDED = EscalationStatus.ENDED
+ACTIVE = (WAITING, CLAIMED, JOINED, HANDED_BACK)
+OUTCOMES = tuple(EscalationOutcome)
 SYSTEM = "system"
 log = logging.getLogger(__name__)
 
@@ -44,12 +53,23 @@ class NotAllowed(QueueError):
     """Not this clinician's escalation, or not in a state that allows the change."""
 
 
+class ChangeKind(StrEnum):
+    """What happened to an escalation (also the ``event`` written into its record, from ``claimed`` on)."""
+
+    ADDED = "added"
+    UPDATED = "updated"
+    CLAIMED = "claimed"
+    RELEASED = "released"
+    CLAIM_EXPIRED = "claim_expired"
+    JOINED = "joined"
+    HANDED_BACK = "handed_back"
+    ENDED = "ended"
+    REOPENED = "reopened"
+
+
 @dataclass(frozen=True)
 class QueueChange:
-    """``kind``: added | updated | claimed | released | claim_expired | joined | handed_back | ended
-    | reopened."""
-
-    kind: str
+    kind: ChangeKind
     record: EscalationRecord  # a snapshot taken at the change
 
 
@@ -61,7 +81,7 @@ def waiting_seconds(record: EscalationRecord, now: datetime | None = None) -> fl
     return max(0.0, ((now or datetime.now(UTC)) - created).total_seconds())
 
 
-def urgency_rank(level: str) -> int:
+def urgency_rank(level: Urgency | str) -> int:
     """0 is the most urgent; an unknown level sorts last."""
     try:
         return Urgency(level).rank
@@ -128,11 +148,11 @@ class EscalationQueue:
 
     def _load(self) -> None:
         for record in self.store.all():
-            if record.status == "claimed":  # its claim timer died with the last process
-                self._move(record, "waiting", "claim_expired", SYSTEM)
+            if record.status == CLAIMED:  # its claim timer died with the last process
+                self._move(record, WAITING, ChangeKind.CLAIM_EXPIRED, SYSTEM)
                 record.clinician = None
                 self._save(record)
-            if record.status == "waiting":
+            if record.status == WAITING:
                 self._records[record.id] = record
         if self._records:
             log.info("clinician queue: %d escalations waiting from before", len(self._records))
@@ -165,78 +185,82 @@ class EscalationQueue:
     # --- changes --------------------------------------------------------------------------
 
     async def add(self, record: EscalationRecord) -> None:
-        """Queue a new escalation; a known id has its content refreshed (status and claim are kept)."""
+        """Queue and store a new escalation; a known id (the same escalation, raised) has its content
+        refreshed and stored again (status and claim are kept)."""
         async with self._lock:
             known = self._records.get(record.id)
             if known is None:
                 self._records[record.id] = record
-                self._changed(record, "added")
+                self._changed(record, ChangeKind.ADDED)
                 return
             for name in ("level", "reasons", "rule_ids", "summary", "transcript", "similar_cases"):
                 setattr(known, name, getattr(record, name))
             known.best_frame_jpeg_b64 = record.best_frame_jpeg_b64 or known.best_frame_jpeg_b64
-            self._changed(known, "updated")
+            self._changed(known, ChangeKind.UPDATED)
 
     async def claim(self, record_id: str, clinician: str) -> EscalationRecord:
         """Take an escalation: exactly one clinician wins; the others get ``AlreadyClaimed``."""
         async with self._lock:
             record = self._find(record_id)
-            if record.clinician == clinician and record.status in ("claimed", "joined", "handed_back"):
+            if record.clinician == clinician and record.status in (CLAIMED, JOINED, HANDED_BACK):
                 return record
-            if record.status != "waiting":
-                if record.clinician is not None and record.status != "ended":
+            if record.status != WAITING:
+                if record.clinician is not None and record.status != ENDED:
                     raise AlreadyClaimed(record.clinician)
                 raise NotAllowed(f"this escalation is {record.status.replace('_', ' ')}")
             record.clinician = clinician
-            self._move(record, "claimed", "claimed", clinician)
+            self._move(record, CLAIMED, ChangeKind.CLAIMED, clinician)
             self._start_claim_timer(record)
-            self._changed(record, "claimed")
+            self._changed(record, ChangeKind.CLAIMED)
             return record
 
     async def release(self, record_id: str, clinician: str) -> EscalationRecord:
         """Give a claim back before joining."""
         async with self._lock:
-            record = self._mine(record_id, clinician, ("claimed",))
+            record = self._mine(record_id, clinician, (CLAIMED,))
             record.clinician = None
-            self._move(record, "waiting", "released", clinician)
+            self._move(record, WAITING, ChangeKind.RELEASED, clinician)
             self._stop_claim_timer(record_id)
-            self._changed(record, "released")
+            self._changed(record, ChangeKind.RELEASED)
             return record
 
     async def mark_joined(self, record_id: str, clinician: str) -> EscalationRecord:
         async with self._lock:
-            record = self._mine(record_id, clinician, ("claimed", "joined", "handed_back"))
+            record = self._mine(record_id, clinician, (CLAIMED, JOINED, HANDED_BACK))
             self._stop_claim_timer(record_id)
-            self._move(record, "joined", "joined", clinician)
-            self._changed(record, "joined")
+            self._move(record, JOINED, ChangeKind.JOINED, clinician)
+            self._changed(record, ChangeKind.JOINED)
             return record
 
     async def hand_back(self, record_id: str, clinician: str) -> EscalationRecord:
         """The clinician leaves the room; the assistant carries on (the clinician may join again)."""
         async with self._lock:
-            record = self._mine(record_id, clinician, ("joined",))
-            self._move(record, "handed_back", "handed_back", clinician)
-            self._changed(record, "handed_back")
+            record = self._mine(record_id, clinician, (JOINED,))
+            self._move(record, HANDED_BACK, ChangeKind.HANDED_BACK, clinician)
+            self._changed(record, ChangeKind.HANDED_BACK)
             return record
 
-    async def end(self, record_id: str, clinician: str, outcome: str = "completed") -> EscalationRecord:
+    async def end(
+        self, record_id: str, clinician: str, outcome: EscalationOutcome | str = EscalationOutcome.COMPLETED
+    ) -> EscalationRecord:
         if outcome not in OUTCOMES:
             raise NotAllowed(f"the outcome is one of {', '.join(OUTCOMES)}")
+        outcome = EscalationOutcome(outcome)
         async with self._lock:
-            record = self._mine(record_id, clinician, ("claimed", "joined", "handed_back"))
+            record = self._mine(record_id, clinician, (CLAIMED, JOINED, HANDED_BACK))
             self._stop_claim_timer(record_id)
-            self._move(record, "ended", "ended", clinician, outcome=outcome)
-            self._changed(record, "ended")
+            self._move(record, ENDED, ChangeKind.ENDED, clinician, outcome=outcome)
+            self._changed(record, ChangeKind.ENDED)
             return record
 
     async def reopen(self, record_id: str, by: str = "patient") -> EscalationRecord:
         """A handed-back or ended escalation waits for a clinician again (the patient asked again)."""
         async with self._lock:
             record = self._find(record_id)
-            if record.status in ("handed_back", "ended"):
+            if record.status in (HANDED_BACK, ENDED):
                 record.clinician = None
-                self._move(record, "waiting", "reopened", by)
-                self._changed(record, "reopened")
+                self._move(record, WAITING, ChangeKind.REOPENED, by)
+                self._changed(record, ChangeKind.REOPENED)
             return record
 
     async def close(self) -> None:
@@ -258,7 +282,7 @@ class EscalationQueue:
             raise UnknownEscalation("no such escalation")
         return record
 
-    def _mine(self, record_id: str, clinician: str, states: Iterable[str]) -> EscalationRecord:
+    def _mine(self, record_id: str, clinician: str, states: Iterable[EscalationStatus]) -> EscalationRecord:
         record = self._find(record_id)
         if record.clinician != clinician:
             raise NotAllowed("only the clinician who claimed this escalation can do that")
@@ -267,12 +291,14 @@ class EscalationQueue:
         return record
 
     @staticmethod
-    def _move(record: EscalationRecord, status: str, event: str, by: str, **extra: str) -> None:
+    def _move(
+        record: EscalationRecord, status: EscalationStatus, event: ChangeKind, by: str, **extra: str
+    ) -> None:
         record.status = status
         at = datetime.now(UTC).isoformat(timespec="seconds")
         record.events.append({"at": at, "event": event, "by": by, **extra})
 
-    def _changed(self, record: EscalationRecord, kind: str) -> None:
+    def _changed(self, record: EscalationRecord, kind: ChangeKind) -> None:
         self._save(record)
         change = QueueChange(kind, _snapshot(record))
         for subscription in list(self._subscribers):
@@ -301,10 +327,10 @@ class EscalationQueue:
         async with self._lock:
             self._claim_timers.pop(record_id, None)
             record = self._records.get(record_id)
-            if record is None or record.status != "claimed" or record.clinician != clinician:
+            if record is None or record.status != CLAIMED or record.clinician != clinician:
                 return
             if len(record.events) != claim_mark:
                 return  # claimed again since
             record.clinician = None
-            self._move(record, "waiting", "claim_expired", SYSTEM)
-            self._changed(record, "claim_expired")
+            self._move(record, WAITING, ChangeKind.CLAIM_EXPIRED, SYSTEM)
+            self._changed(record, ChangeKind.CLAIM_EXPIRED)

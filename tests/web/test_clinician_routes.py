@@ -18,7 +18,8 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from agent.escalation import EscalationRecord, EscalationStore
+from agent.escalation import EscalationOutcome, EscalationRecord, EscalationStatus, EscalationStore
+from agent.policy import Urgency
 from configs.settings import ClinicianAccount, Settings, load_settings
 from tests.web.test_auth import FAST_HASHER, PASSWORD, password_hash
 from web.audit import AuditLog
@@ -31,7 +32,7 @@ OFFER = {"sdp": "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n", "type": "offer"}
 ANSWER = {"sdp": "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\n", "type": "answer"}
 
 
-def escalation(session_id: str = "room-a", level: str = "urgent") -> EscalationRecord:
+def escalation(session_id: str = "room-a", level: Urgency = Urgency.URGENT) -> EscalationRecord:
     return EscalationRecord.create(
         session_id=session_id,
         level=level,
@@ -246,7 +247,7 @@ async def test_a_change_without_the_sessions_csrf_token_or_from_another_site_is_
 
 
 async def test_the_list_is_most_urgent_first_with_what_the_console_shows(console: Console) -> None:
-    routine, emergency = escalation("room-a", "routine"), escalation("room-b", "emergency")
+    routine, emergency = escalation("room-a", Urgency.ROUTINE), escalation("room-b", Urgency.EMERGENCY)
     await console.queue.add(routine)
     await console.queue.add(emergency)
     async with console.client() as client:
@@ -287,6 +288,24 @@ async def test_a_clinician_takes_an_escalation_from_claim_to_end(console: Consol
     ]
     events = console.queue.get(record.id).events
     assert [e["event"] for e in events] == ["claimed", "joined", "handed_back", "joined", "ended"]
+    assert events[-1]["outcome"] is EscalationOutcome.REFERRED
+    assert console.audit.entries()[-1]["code"] == "referred"
+
+
+async def test_an_outcome_that_is_not_one_of_the_outcomes_is_refused(console: Console) -> None:
+    record = escalation()
+    await console.queue.add(record)
+    async with console.client() as client:
+        headers = await sign_in(client)
+        await client.post(api(record, "claim"), headers=headers)
+        refused = await client.post(api(record, "end"), headers=headers, json={"outcome": "cured"})
+        garbled = await client.post(api(record, "end"), headers=headers, content=b"{not json")
+
+    assert refused.status_code == garbled.status_code == 400
+    assert refused.json()["error"] == (
+        "The outcome is one of: completed, referred, emergency_services, patient_left."
+    )
+    assert console.queue.get(record.id).status is EscalationStatus.CLAIMED
 
 
 async def test_a_second_clinician_cannot_claim_or_join_anothers_escalation(console: Console) -> None:
@@ -420,7 +439,7 @@ async def test_a_signed_in_console_sees_a_new_escalation_live(console: Console) 
                 assert stream.headers["content-type"].startswith("text/event-stream")
                 lines = stream.aiter_lines()
                 assert await next_event(lines) == ("snapshot", {"escalations": []})
-                record = escalation(level="emergency")
+                record = escalation(level=Urgency.EMERGENCY)
                 await console.queue.add(record)
                 kind, change = await asyncio.wait_for(next_event(lines), 5)
     finally:

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.escalation import EscalationRecord, EscalationStore
-from web.queue import AlreadyClaimed, EscalationQueue, NotAllowed, waiting_seconds
+from agent.escalation import EscalationOutcome, EscalationRecord, EscalationStatus, EscalationStore
+from agent.policy import Urgency
+from web.queue import AlreadyClaimed, ChangeKind, EscalationQueue, NotAllowed, waiting_seconds
 
 
 def escalation(
-    level: str = "urgent", minutes_ago: float = 0.0, session_id: str = "sess1"
+    level: Urgency = Urgency.URGENT, minutes_ago: float = 0.0, session_id: str = "sess1"
 ) -> EscalationRecord:
     record = EscalationRecord.create(
         session_id=session_id,
@@ -55,15 +56,15 @@ async def test_two_clinicians_claiming_at_once_exactly_one_wins(store: Escalatio
 
 async def test_the_most_urgent_come_first_then_the_oldest_and_ended_ones_last(store: EscalationStore) -> None:
     queue = EscalationQueue(store)
-    routine_old = escalation("routine", minutes_ago=30)
-    urgent_new = escalation("urgent", minutes_ago=1)
-    urgent_old = escalation("urgent", minutes_ago=10)
-    emergency_new = escalation("emergency", minutes_ago=0)
-    emergency_done = escalation("emergency", minutes_ago=60)
+    routine_old = escalation(Urgency.ROUTINE, minutes_ago=30)
+    urgent_new = escalation(Urgency.URGENT, minutes_ago=1)
+    urgent_old = escalation(Urgency.URGENT, minutes_ago=10)
+    emergency_new = escalation(Urgency.EMERGENCY, minutes_ago=0)
+    emergency_done = escalation(Urgency.EMERGENCY, minutes_ago=60)
     for record in (routine_old, urgent_new, urgent_old, emergency_new, emergency_done):
         await queue.add(record)
     await queue.claim(emergency_done.id, "ada")
-    await queue.end(emergency_done.id, "ada", "completed")
+    await queue.end(emergency_done.id, "ada", EscalationOutcome.COMPLETED)
 
     order = [r.id for r in queue.list()]
 
@@ -130,12 +131,13 @@ async def test_each_step_records_who_and_when(store: EscalationStore) -> None:
     await queue.mark_joined(record.id, "ada")
     await queue.hand_back(record.id, "ada")
     await queue.mark_joined(record.id, "ada")
-    await queue.end(record.id, "ada", "referred")
+    await queue.end(record.id, "ada", "referred")  # as the console sends it
 
     events = queue.get(record.id).events
     assert [e["event"] for e in events] == ["claimed", "joined", "handed_back", "joined", "ended"]
     assert all(e["by"] == "ada" and datetime.fromisoformat(e["at"]).tzinfo is not None for e in events)
-    assert events[-1]["outcome"] == "referred"
+    assert events[-1]["outcome"] == EscalationOutcome.REFERRED
+    assert queue.get(record.id).status is EscalationStatus.ENDED
     with pytest.raises(NotAllowed, match="ended"):
         await queue.claim(record.id, "grace")
     with pytest.raises(NotAllowed, match="outcome"):
@@ -147,7 +149,11 @@ async def test_every_change_is_saved_and_unfinished_ones_come_back_after_a_resta
     store: EscalationStore,
 ) -> None:
     queue = EscalationQueue(store)
-    waiting, claimed, ended = escalation("urgent"), escalation("emergency"), escalation("soon")
+    waiting, claimed, ended = (
+        escalation(Urgency.URGENT),
+        escalation(Urgency.EMERGENCY),
+        escalation(Urgency.SOON),
+    )
     for record in (waiting, claimed, ended):
         await queue.add(record)
     await queue.claim(claimed.id, "ada")
@@ -180,6 +186,7 @@ async def test_subscribers_receive_every_change_in_order(store: EscalationStore)
 
     seen = [(change.kind, change.record.status) async for change in changes]
     assert seen == [("added", "waiting"), ("claimed", "claimed"), ("joined", "joined"), ("ended", "ended")]
+    assert all(isinstance(k, ChangeKind) and isinstance(s, EscalationStatus) for k, s in seen)
 
 
 async def test_adding_a_known_escalation_again_refreshes_it_but_keeps_the_claim(
