@@ -1,11 +1,12 @@
 """The brain processor: a finished patient turn in, the agent's reply out as streamed text.
 
 It speaks the backend's greeting when the session starts and answers each final
-``TranscriptionFrame``. The reply streams as ``LLMTextFrame`` pieces between
-``LLMFullResponseStart/EndFrame``, like any pipecat LLM service, so the safety processor and
-the TTS downstream work sentence by sentence. An interruption (barge-in, escalation) cancels
-the reply in flight. Errors, timeouts and empty replies become a ``BrainFailedFrame``: the
-safety processor turns that into an escalation, so the agent never falls silent.
+``TranscriptionFrame``, with the turn's one assessment (the ``ClinicalStateFrame`` before it, as
+the escalation processor reads it too). The reply streams as ``LLMTextFrame`` pieces between
+``LLMFullResponseStart/EndFrame``, like any pipecat LLM service, so the spoken guard and the TTS
+downstream work sentence by sentence. An interruption (barge-in, escalation) cancels the reply
+in flight. Errors, timeouts and empty replies become a ``BrainFailedFrame``: the escalation
+processor turns that into an escalation, so the agent never falls silent.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from agent.backends.base import BrainBackend, BrainRequest, CameraImage, RetrievedCase, Utterance
 from agent.channel import Channel
+from agent.policy import Assessment
 from pipeline.frames import (
     AgentUtteranceFrame,
     BrainFailedFrame,
@@ -52,6 +54,11 @@ class BrainProcessor(FrameProcessor):
         self._similar: list[RetrievedCase] = []
         self._escalated = False
         self._asked_instead = False  # this turn was answered with a question of triage's own
+
+    @property
+    def assessment(self) -> Assessment | None:
+        """The assessment the brain words its replies with: the latest finished turn's."""
+        return self._state.assessment if self._state else None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -98,7 +105,7 @@ class BrainProcessor(FrameProcessor):
             images=[self._latest_image] if self._latest_image else [],
             similar_cases=list(self._similar),
             facts=self._state.facts if self._state else None,
-            assessment=self._state.assessment if self._state else None,
+            assessment=self.assessment,
             channel=self._channel,
         )
         self._history.append(Utterance("patient", patient_text))

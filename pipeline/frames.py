@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
 
 from pipecat.frames.frames import ControlFrame, DataFrame, SystemFrame
 
 from agent.backends.base import CameraImage, RetrievedCase
 from agent.clarify import Ask
+from agent.escalation import EscalationRecord
 from agent.facts import ClinicalFacts
-from agent.policy import Assessment
+from agent.policy import Assessment, Urgency
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,16 @@ class Heard:
 
 @dataclass
 class ClinicalStateFrame(DataFrame):
-    """The conversation state and the policy's verdict after a patient phrase or turn.
+    """The conversation state and the one assessment of a patient phrase or turn.
 
     ``final`` is False for a phrase the patient is still speaking (the facts are a
-    provisional copy); True once the turn is over and the facts are committed.
+    provisional copy); True once the turn is over and the facts are committed. ``assessment``
+    is the turn's only verdict: triage makes it, similar-case evidence may raise it on the way
+    (``pipeline/case_evidence.py``), and the brain and the escalation processor read this same
+    object. ``revised`` marks the turn's state sent again because evidence that came after it
+    raised the assessment: not a new turn, and no words of its own.
+
+    Uninterruptible: a barge-in must not drop a red flag on its way to the escalation processor.
     """
 
     facts: ClinicalFacts = field(default_factory=ClinicalFacts)
@@ -38,6 +45,8 @@ class ClinicalStateFrame(DataFrame):
     final: bool = True
     text: str = ""  # the patient's words this state came from (the turn, or the phrase so far)
     ask: Ask | None = None  # the agent must ask this before going on (agent/clarify.py)
+    revised: bool = False
+    interruptible: bool = field(default=False, init=False)
 
 
 @dataclass
@@ -67,12 +76,23 @@ class ClinicianJoinedFrame(SystemFrame):
     clinician: str = "the clinician"  # the display name (a frame's own ``name`` is taken)
 
 
+class ClinicianExit(StrEnum):
+    """How a clinician leaves the patient's room: the agent carries on, or the session ends."""
+
+    HANDED_BACK = "handed_back"
+    ENDED = "ended"
+
+
 @dataclass
 class ClinicianLeftFrame(SystemFrame):
     """The clinician left: ``handed_back`` (the agent carries on) or ``ended`` (goodbye)."""
 
     clinician: str = "the clinician"
-    outcome: str = "handed_back"
+    outcome: ClinicianExit = ClinicianExit.HANDED_BACK
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.outcome = ClinicianExit(self.outcome)  # typed, whoever sent it
 
 
 @dataclass
@@ -89,24 +109,51 @@ class EscalationResolvedFrame(SystemFrame):
 class BrainFailedFrame(ControlFrame):
     """The brain (or the speech recognition feeding it) errored, timed out or produced nothing.
 
-    The safety processor turns it into an escalation: the agent never falls silent.
+    The escalation processor turns it into an escalation: the agent never falls silent.
+    Uninterruptible, for the same reason.
     """
 
     reason: str = "brain failure"
+    interruptible: bool = field(default=False, init=False)
 
 
 @dataclass
 class EscalationFrame(SystemFrame):
-    """A red flag was met. ``record`` is the redacted escalation record (a dict)."""
+    """A red flag was met: ``record`` is the redacted escalation record, typed, as it was made.
 
-    level: str = "urgent"
-    reasons: list[str] = field(default_factory=list)
-    record: dict[str, Any] = field(default_factory=dict)
+    Broadcast by the escalation processor: downstream to the observers (transcript, clinician
+    queue, the patient's page), upstream to the brain, which gives no further assessment. A
+    raised escalation (urgent, then an emergency) comes again with the same record id.
+    """
+
+    record: EscalationRecord
+
+    @property
+    def level(self) -> Urgency:
+        return self.record.level
+
+    @property
+    def reasons(self) -> list[str]:
+        return self.record.reasons
+
+
+@dataclass
+class AgentLineFrame(DataFrame):
+    """A line the safety layer says in its own words: an escalation, company while a clinician is
+    on the way, a clinician's arrival, a goodbye.
+
+    The spoken guard says it as written (no rewording, no disclaimer added) and reports it as an
+    agent utterance. Uninterruptible: the patient may talk over it, but it is never dropped on
+    its way to the voice.
+    """
+
+    text: str = ""
+    interruptible: bool = field(default=False, init=False)
 
 
 @dataclass
 class AgentUtteranceFrame(DataFrame):
-    """What the agent said in one reply, after the safety processor (for transcripts)."""
+    """What the agent said in one reply, after the spoken guard (for transcripts and history)."""
 
     text: str = ""
     disclaimer: bool = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
@@ -13,9 +14,11 @@ from pipecat.frames.frames import (
     UserStoppedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
-from pipecat.observers.base_observer import BaseObserver, FramePushed
+from pipecat.observers.base_observer import BaseObserver, FramePushed, ProcessorSetUp
 
 from agent.escalation import EscalationRecord
+from agent.policy import Urgency
+from pipeline.escalation import EscalationProcessor
 from pipeline.frames import AgentUtteranceFrame, EscalationFrame
 from pipeline.metrics import VOICE_TO_VOICE_SECONDS
 
@@ -66,13 +69,23 @@ class VoiceLatencyObserver(BaseObserver):
             self._turn_ended = False
 
 
+class EventKind(StrEnum):
+    """What a transcript event is: a side speaking, an escalation, the agent's voice starting or stopping."""
+
+    PATIENT = "patient"
+    AGENT = "agent"
+    ESCALATION = "escalation"
+    BOT_STARTED = "bot_started"
+    BOT_STOPPED = "bot_stopped"
+
+
 @dataclass
 class TranscriptEvent:
     at: float  # time.monotonic()
-    kind: str  # patient | agent | escalation | bot_started | bot_stopped
+    kind: EventKind
     text: str = ""
     disclaimer: bool = False
-    level: str = ""
+    level: Urgency | None = None  # an escalation's
     reasons: list[str] = field(default_factory=list)
     started_at: float = 0.0
 
@@ -99,31 +112,41 @@ class TranscriptObserver(BaseObserver):
         now = time.monotonic()
         if isinstance(frame, TranscriptionFrame):
             if frame.finalized:
-                self.events.append(TranscriptEvent(now, "patient", frame.text))
+                self.events.append(TranscriptEvent(now, EventKind.PATIENT, frame.text))
         elif isinstance(frame, AgentUtteranceFrame):
             self.events.append(
                 TranscriptEvent(
-                    now, "agent", frame.text, disclaimer=frame.disclaimer, started_at=frame.started_at
+                    now, EventKind.AGENT, frame.text, disclaimer=frame.disclaimer, started_at=frame.started_at
                 )
             )
         elif isinstance(frame, EscalationFrame):
             self.events.append(
-                TranscriptEvent(now, "escalation", level=frame.level, reasons=list(frame.reasons))
+                TranscriptEvent(now, EventKind.ESCALATION, level=frame.level, reasons=list(frame.reasons))
             )
         elif isinstance(frame, BotStartedSpeakingFrame):
-            self.events.append(TranscriptEvent(now, "bot_started"))
+            self.events.append(TranscriptEvent(now, EventKind.BOT_STARTED))
         else:
-            self.events.append(TranscriptEvent(now, "bot_stopped"))
+            self.events.append(TranscriptEvent(now, EventKind.BOT_STOPPED))
 
 
 class EscalationObserver(BaseObserver):
-    """Hands each escalation record of a session to the clinician queue (``sink``), once."""
+    """Hands each escalation record of a session to the clinician queue (``sink``), once.
+
+    The queue stores what it is handed (and every change a clinician makes to it), so as the
+    session starts this observer tells its escalation processor to store nothing itself: one
+    escalation, one stored record. A session without this observer (a replay, the evaluation)
+    has its escalation processor store its records.
+    """
 
     def __init__(self, sink: Callable[[EscalationRecord], Awaitable[None]]) -> None:
         super().__init__()
         self._once = _Once()
         self._sink = sink
 
+    async def on_processor_setup(self, data: ProcessorSetUp) -> None:
+        if isinstance(data.processor, EscalationProcessor):
+            data.processor.records_kept_by_queue()
+
     async def on_push_frame(self, data: FramePushed) -> None:
-        if isinstance(data.frame, EscalationFrame) and self._once.first(data) and data.frame.record:
-            await self._sink(EscalationRecord.from_dict(data.frame.record))
+        if isinstance(data.frame, EscalationFrame) and self._once.first(data):
+            await self._sink(data.frame.record)

@@ -2,14 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
 
 from agent.pii import redact
 from agent.policy import Urgency
-from media.file_transport import ReplayTimeline
-from pipeline.observers import TranscriptEvent
+from pipeline.observers import EventKind, TranscriptEvent
 
 BURST_GAP_S = 0.5
+
+
+class PlayedTurn(Protocol):
+    """When a patient turn was played, in seconds since the session started."""
+
+    @property
+    def start_s(self) -> float: ...
+
+    @property
+    def speech_start_s(self) -> float: ...
+
+    @property
+    def speech_end_s(self) -> float: ...
+
+
+class ReplayTimeline(Protocol):
+    """What crossed the transport, on one clock (``media.file_transport.ReplayTimeline``; the
+    pipeline layer reads it without importing the media layer)."""
+
+    @property
+    def t0(self) -> float: ...
+
+    @property
+    def patient_turns(self) -> Sequence[PlayedTurn]: ...
+
+    @property
+    def agent_audio(self) -> Sequence[tuple[float, np.ndarray]]: ...
+
+    @property
+    def agent_rate(self) -> int: ...
 
 
 def _agent_span(timeline: ReplayTimeline, start_after: float, before: float) -> tuple[float, float] | None:
@@ -34,7 +66,7 @@ def build_result(backend: str, timeline: ReplayTimeline, events: list[Transcript
     turns: list[dict[str, Any]] = []
 
     patient_texts: list[list[str]] = [[] for _ in played]
-    for event in (e for e in events if e.kind == "patient"):
+    for event in (e for e in events if e.kind == EventKind.PATIENT):
         at = event.at - t0
         candidates = [i for i, p in enumerate(played) if p.speech_start_s <= at]
         if candidates:
@@ -50,7 +82,7 @@ def build_result(backend: str, timeline: ReplayTimeline, events: list[Transcript
             }
         )
 
-    agent_events = [e for e in events if e.kind == "agent"]
+    agent_events = [e for e in events if e.kind == EventKind.AGENT]
     for index, event in enumerate(agent_events):
         begin = event.started_at - t0 if event.started_at else event.at - t0
         limit = agent_events[index + 1].started_at - t0 if index + 1 < len(agent_events) else 1e9
@@ -77,7 +109,7 @@ def build_result(backend: str, timeline: ReplayTimeline, events: list[Transcript
     escalations = [
         {"level": e.level, "reason": "; ".join(e.reasons), "at_s": round(e.at - t0, 3)}
         for e in events
-        if e.kind == "escalation"
+        if e.kind == EventKind.ESCALATION
     ]
     # The most urgent (an urgent escalation may later be raised to an emergency); each one in order.
     escalation = min(escalations, key=lambda e: Urgency(e["level"]).rank) if escalations else None

@@ -3,7 +3,8 @@
 Every frame passes through. The processor keeps the latest camera still; on each final
 ``ClinicalStateFrame`` it forwards the frame, builds the query from the committed facts (canonical
 finding labels, never the patient's words) and searches in a worker thread, off the frame path.
-The result follows as a ``SimilarCasesFrame``. A newer turn supersedes a search still running;
+The result follows as a ``SimilarCasesFrame``; what the cases mean for the assessment is decided
+after it, in one place (``pipeline/case_evidence.py``). A newer turn supersedes a search still running;
 at the end of the session a search in flight is given a moment to finish. Errors and timeouts
 are logged without patient text and produce no frame: the conversation goes on regardless.
 """
@@ -52,7 +53,12 @@ class RetrievalProcessor(FrameProcessor):
         elif isinstance(frame, CancelFrame):
             await self._cancel_in_flight()
         await self.push_frame(frame, direction)
-        if isinstance(frame, ClinicalStateFrame) and frame.final and direction == FrameDirection.DOWNSTREAM:
+        if (
+            isinstance(frame, ClinicalStateFrame)
+            and frame.final
+            and not frame.revised  # the same turn again: its search is already made
+            and direction == FrameDirection.DOWNSTREAM
+        ):
             await self._start(query_from_facts(frame.facts))
 
     async def _start(self, query: str) -> None:

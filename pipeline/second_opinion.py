@@ -1,16 +1,17 @@
 """The second-opinion processor: the model's red-flag check on every finished patient turn.
 
-It sits between the brain and the safety processor. Every frame passes on at once; a final
+It sits between the brain and the escalation processor. Every frame passes on at once; a final
 ``TranscriptionFrame`` also starts a check (``agent.second_opinion``) as a background task with
 the last few utterances as context, so the voice loop never waits for it. A red-flag opinion
-becomes a ``SecondOpinionFrame``, which the safety processor turns into an escalation exactly as
-it does a rule's; a failed check is logged (without patient text) and counted, and the rules
-alone decide that turn. While the session is escalated no checks run (the safety processor would
-ignore them); they resume when a clinician hands the patient back.
+becomes a ``SecondOpinionFrame``, which the escalation processor turns into an escalation exactly
+as it does a rule's; a failed check is logged (without patient text) and counted, and the rules
+alone decide that turn. While the session is escalated no checks run (the escalation processor
+would ignore them); they resume when a clinician hands the patient back.
 
-Why between the brain and safety, not before the brain: the brain processes a turn's frames one
-at a time while it streams a reply, so a frame queued behind it would wait seconds to reach the
-safety processor. Here nothing holds it up; it is uninterruptible, so a barge-in cannot drop it.
+Why between the brain and the escalation processor, not before the brain: the brain processes a
+turn's frames one at a time while it streams a reply, so a frame queued behind it would wait
+seconds to reach the escalation processor. Here nothing holds it up; it is uninterruptible, so a
+barge-in cannot drop it.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ SECOND_OPINION_FAILURES = Counter(
 
 @dataclass
 class SecondOpinionFrame(DataFrame):
-    """The model found a red flag in the patient's turn: the safety processor escalates.
+    """The model found a red flag in the patient's turn: the escalation processor escalates.
 
     ``reason`` is the model's short reason, redacted (it reaches the clinician's queue and the
     escalation record). Uninterruptible: a barge-in must not drop an escalation on its way.

@@ -35,9 +35,10 @@ from agent.semantic_flags import SemanticRedFlags
 from configs.settings import Settings
 from pipeline.brain import BrainProcessor
 from pipeline.camera import CameraSampler
+from pipeline.case_evidence import CaseEvidenceProcessor
 from pipeline.heap import freeze_startup_heap
 from pipeline.incremental_stt import IncrementalWhisperSTT
-from pipeline.safety import SafetyProcessor
+from pipeline.safety import safety_processors
 from pipeline.second_opinion import SecondOpinionProcessor
 from pipeline.transcriber import Transcriber, shared_transcriber
 from pipeline.triage import TriageProcessor
@@ -100,23 +101,23 @@ def make_triage(settings: Settings) -> TriageProcessor:
 def thinking_processors(
     settings: Settings, backend: BrainBackend, context: SessionContext
 ) -> list[FrameProcessor]:
-    """The brain, the model's second opinion on red flags (when a model is configured), safety."""
+    """The turn's one assessment (similar-case evidence folded in), the brain, the model's second
+    opinion on red flags (when a model is configured), and the safety layer."""
     processors: list[FrameProcessor] = [
-        BrainProcessor(backend, first_text_timeout_s=settings.llm.timeout_s, channel=context.channel)
+        CaseEvidenceProcessor(),  # before the brain: it and the escalation read the same assessment
+        BrainProcessor(backend, first_text_timeout_s=settings.llm.timeout_s, channel=context.channel),
     ]
     checker = create_red_flag_checker(settings)  # None for MODEL_BACKEND=mock
     if checker is not None:
         processors.append(SecondOpinionProcessor(checker))  # after the brain: nothing holds it up
-    processors.append(
-        SafetyProcessor(
-            session_id=context.session_id,
-            store=EscalationStore(settings.path(settings.escalations_dir)),
-            emergency_number=settings.safety.emergency_number,
-            channel=context.channel,
-            disclaimer_every_turns=settings.safety.disclaimer_every_turns,
-            reassure_every_s=settings.clinician.reassure_every_s,
-            repeat_emergency_after_s=settings.clinician.repeat_emergency_after_s,
-        )
+    processors += safety_processors(
+        session_id=context.session_id,
+        store=EscalationStore(settings.path(settings.escalations_dir)),
+        emergency_number=settings.safety.emergency_number,
+        channel=context.channel,
+        disclaimer_every_turns=settings.safety.disclaimer_every_turns,
+        reassure_every_s=settings.clinician.reassure_every_s,
+        repeat_emergency_after_s=settings.clinician.repeat_emergency_after_s,
     )
     return processors
 

@@ -3,7 +3,9 @@
 It owns the session's ``ClinicalFacts``. Each interim phrase is assessed on a provisional copy
 (so a red flag is seen while the patient is still talking); each final turn is committed.
 Either way a ``ClinicalStateFrame`` goes downstream *before* the transcription it came from, so
-the brain words its reply with the state, and the safety processor can escalate on it.
+the brain words its reply with the state, and the escalation processor can escalate on it. Its
+assessment is the turn's only one: similar-case evidence may raise it on the way
+(``pipeline/case_evidence.py``), and nothing downstream assesses again.
 
 The verdict reads the patient's words three ways, and the most urgent reading wins:
 

@@ -16,8 +16,11 @@ from pipecat.tests.utils import SleepFrame, run_test
 
 from agent.backends.base import BrainBackend, BrainRequest
 from agent.clarify import Ask, AskKind
+from agent.facts import extract_facts
+from agent.policy import assess
 from pipeline.brain import BrainProcessor
-from pipeline.frames import BrainFailedFrame, ClinicalStateFrame, EscalationFrame
+from pipeline.frames import BrainFailedFrame, ClinicalStateFrame
+from tests.pipeline.safety_helpers import escalation_frame
 
 
 class ScriptedBackend(BrainBackend):
@@ -78,7 +81,7 @@ async def test_after_an_escalation_the_brain_gives_no_further_assessment() -> No
     brain = BrainProcessor(backend)
     await run_test(
         brain,
-        frames_to_send=[EscalationFrame(level="urgent", reasons=["bleeding mole"])],
+        frames_to_send=[escalation_frame()],
         frames_to_send_direction=FrameDirection.UPSTREAM,
     )
     down, _ = await run_test(brain, frames_to_send=[patient("Is it serious?")], ignore_start=True)
@@ -102,3 +105,12 @@ async def test_speech_that_could_not_be_understood_is_asked_again() -> None:
         frames_to_send=[ClinicalStateFrame(final=True, text="", ask=ask), patient("It's on my arm.")],
     )
     assert texts(down)[-2:] == ["I'm sorry, I didn't catch that. Could you say that again?", "Where is it?"]
+
+
+async def test_the_brain_answers_with_the_turns_own_assessment() -> None:
+    backend = ScriptedBackend(["Where is it?"])
+    facts = extract_facts("I have a small brown spot on my arm.")
+    turn = ClinicalStateFrame(facts=facts, assessment=assess(facts), final=True, text="a spot")
+    brain = BrainProcessor(backend)
+    await run_test(brain, frames_to_send=[turn, patient("I have a small brown spot on my arm.")])
+    assert backend.requests[0].assessment is turn.assessment is brain.assessment  # not one of its own

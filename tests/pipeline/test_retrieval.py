@@ -76,6 +76,13 @@ async def test_provisional_states_and_empty_facts_do_not_search() -> None:
     assert sum(isinstance(f, ClinicalStateFrame) for f in down) == 2
 
 
+async def test_a_revised_state_is_the_same_turn_and_does_not_search_again() -> None:
+    retriever = FakeRetriever()
+    revised = ClinicalStateFrame(facts=extract_facts(SAID), final=True, revised=True)
+    down, _ = await run_test(RetrievalProcessor(retriever, k=5), frames_to_send=[revised])
+    assert retriever.calls == [] and [type(f) for f in down] == [ClinicalStateFrame]
+
+
 async def test_a_photo_alone_is_enough_to_search() -> None:
     retriever = FakeRetriever([CASES[0]])
     down, _ = await run_test(

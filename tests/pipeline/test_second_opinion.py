@@ -15,9 +15,10 @@ from agent.backends.base import Utterance
 from agent.policy import Urgency
 from agent.second_opinion import RedFlagChecker, SecondOpinion
 from configs.settings import load_settings
-from pipeline.frames import AgentUtteranceFrame, EscalationFrame, EscalationResolvedFrame
+from pipeline.frames import AgentUtteranceFrame, EscalationResolvedFrame
 from pipeline.second_opinion import SecondOpinionFrame, SecondOpinionProcessor
 from tests.agent.backends import conftest as backend_fixtures
+from tests.pipeline.safety_helpers import escalation_frame
 
 redaction_ready = backend_fixtures.redaction_ready
 
@@ -50,8 +51,8 @@ class FakeChecker(RedFlagChecker):
 
 
 class AgentSide(FrameProcessor):
-    """Stands in for the safety processor: a TextFrame "agent: ..." comes back up as the agent's
-    utterance, "escalate" / "resolve" as the escalation frames safety sends up to the brain."""
+    """Stands in for the safety layer: a TextFrame "agent: ..." comes back up as the agent's
+    utterance, "escalate" / "resolve" as the escalation frames it sends up to the brain."""
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -59,7 +60,7 @@ class AgentSide(FrameProcessor):
         if isinstance(frame, TextFrame) and frame.text.startswith("agent: "):
             await self.push_frame(AgentUtteranceFrame(text=frame.text[7:]), FrameDirection.UPSTREAM)
         elif isinstance(frame, TextFrame) and frame.text == "escalate":
-            await self.push_frame(EscalationFrame(level="urgent"), FrameDirection.UPSTREAM)
+            await self.push_frame(escalation_frame(), FrameDirection.UPSTREAM)
         elif isinstance(frame, TextFrame) and frame.text == "resolve":
             await self.push_frame(EscalationResolvedFrame(), FrameDirection.UPSTREAM)
 
