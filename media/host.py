@@ -1,9 +1,11 @@
-"""The session host: runs patient sessions on any transport, and knows which are live.
+"""The session host: starts patient sessions on any transport, and knows which are live.
 
-Browser sessions (``web/webrtc_sessions.py``) and phone calls (``media/sip``) both start a
-session here, so that every session is assembled, observed and counted the same way, and gets
-a room a clinician can join (when the host has ``rooms``). Extra observers (the clinician
-queue's, for instance) are added per session by factories.
+Browser sessions (``web/webrtc_sessions.py``), phone calls (``media/sip``) and replays
+(``tools/replay.py``) all start a session here, so that every session is assembled, observed and
+counted the same way, and gets a room a clinician can join (when the host has ``rooms`` and the
+transport can carry a clinician), and hands its escalations to the clinician queue (when the host
+has an ``escalation_sink``). ``start`` returns a ``LiveSession`` handle: the transport
+keeps it to wait for the session's end or to cancel it (the patient hung up).
 """
 
 from __future__ import annotations
@@ -12,43 +14,69 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from pipecat.observers.base_observer import BaseObserver
 from pipecat.pipeline.worker import PipelineWorker
+from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 
 from agent.backends import create_backend
 from agent.backends.base import BrainBackend
 from agent.channel import Channel
+from agent.escalation import EscalationRecord
 from configs.logs import session_id_var
 from configs.settings import Settings
-from media.room import PatientSide
+from media.room import PatientSide, Room
 from media.room_observer import RoomObserver
 from media.rooms import Rooms
 from pipeline.heap import collect_ended_session
 from pipeline.metrics import ACTIVE_SESSIONS, SESSIONS_TOTAL
-from pipeline.observers import VoiceLatencyObserver
-from pipeline.session import SessionContext, make_worker, patient_session, run_worker
+from pipeline.observers import EscalationObserver, VoiceLatencyObserver
+from pipeline.session import SessionContext, make_worker, patient_session, run_worker, text_session
 
 if TYPE_CHECKING:
     from rag.retrieval import CaseSearch
 
 log = logging.getLogger(__name__)
+EscalationSink = Callable[[EscalationRecord], Awaitable[None]]
+
+
+class Transport(StrEnum):
+    """How the patient's audio reaches the session (a metrics label and a log field)."""
+
+    WEBRTC = "webrtc"
+    SIP = "sip"
+    REPLAY = "replay"
 
 
 @dataclass
 class LiveSession:
+    """A running session: what its transport holds on to."""
+
     session_id: str
-    transport: str  # webrtc | sip | replay
+    transport: Transport
     channel: Channel
     worker: PipelineWorker
+    room: Room | None = None
     started_at: float = field(default_factory=time.monotonic)
+    task: asyncio.Task | None = field(default=None, repr=False)
 
+    async def wait(self) -> None:
+        """Until the session has ended (it never raises: a failed session is logged and ended).
 
-ObserverFactory = Callable[[LiveSession], BaseObserver]
+        Its models are freed on the loop's next turn, once the caller has let go of this handle.
+        """
+        if self.task is not None:
+            await asyncio.shield(self.task)
+        collect_ended_session()
+
+    async def cancel(self) -> None:
+        """End the session now (the patient left): its pipeline is cancelled cleanly."""
+        await self.worker.cancel()
 
 
 class SessionHost:
@@ -58,67 +86,91 @@ class SessionHost:
         *,
         make_backend: Callable[[], BrainBackend] | None = None,
         retriever: CaseSearch | None = None,
-        observer_factories: list[ObserverFactory] | None = None,
         rooms: Rooms | None = None,
+        escalation_sink: EscalationSink | None = None,
     ) -> None:
         self.settings = settings
         self._make_backend = make_backend or (lambda: create_backend(settings))
         self._retriever = retriever
         self.rooms = rooms
-        self._observer_factories = list(observer_factories or [])
+        self._escalation_sink = escalation_sink  # the clinician queue's: it stores the records
         self.live: dict[str, LiveSession] = {}
-
-    def add_observer_factory(self, factory: ObserverFactory) -> None:
-        self._observer_factories.append(factory)
 
     def __len__(self) -> int:
         return len(self.live)
 
-    async def run(
+    def context(self, session_id: str, channel: Channel) -> SessionContext:
+        return SessionContext(
+            session_id=session_id,
+            channel=channel,
+            retriever=self._retriever,
+            escalations_queued=self._escalation_sink is not None,
+        )
+
+    def observers(self) -> list[BaseObserver]:
+        """What watches every session of this host: escalations to the clinician queue."""
+        sink = self._escalation_sink
+        return [EscalationObserver(sink)] if sink is not None else []
+
+    def session_processors(self, context: SessionContext) -> list[FrameProcessor]:
+        """The whole chain of a spoken session, speech in to speech out (without the transport)."""
+        return patient_session(self.settings, self._make_backend(), context)
+
+    def text_processors(self, context: SessionContext) -> list[FrameProcessor]:
+        """The same session from finished turns to the agent's words (the evaluation's)."""
+        return text_session(self.settings, self._make_backend(), context)
+
+    async def start(
         self,
         transport: BaseTransport,
         *,
-        transport_name: str,
+        kind: Transport,
         channel: Channel = Channel.VIDEO,
         session_id: str | None = None,
         output_rate: int = 24000,
-        on_started: Callable[[LiveSession], None] | None = None,
         patient: PatientSide | None = None,
         patient_rate: int = 24000,
-    ) -> None:
-        """Run one patient session on ``transport`` until it ends; never raises.
+        observers: list[BaseObserver] | None = None,
+        idle_timeout_s: float | None = 300.0,
+    ) -> LiveSession:
+        """Assemble one patient session on ``transport`` and start it; returns its handle.
 
         ``patient`` is how the transport lets a clinician be heard (and seen) by the patient;
         with it, and rooms on the host, the session gets a room a clinician can join.
         """
         session_id = session_id or uuid.uuid4().hex
         session_id_var.set(session_id)
-        context = SessionContext(session_id=session_id, channel=channel, retriever=self._retriever)
+        context = self.context(session_id, channel)
         # Loading the session's models takes a while: not on the event loop other calls run on.
-        processors = await asyncio.to_thread(patient_session, self.settings, self._make_backend(), context)
-        worker = make_worker(transport, processors, output_rate=output_rate)
-        live = LiveSession(session_id, transport_name, channel, worker)
-        worker.add_observer(VoiceLatencyObserver())
-        for factory in self._observer_factories:
-            worker.add_observer(factory(live))
+        processors = await asyncio.to_thread(self.session_processors, context)
+        worker = make_worker(
+            transport, processors, observers, output_rate=output_rate, idle_timeout_s=idle_timeout_s
+        )
+        live = LiveSession(session_id, kind, channel, worker)
+        for observer in [VoiceLatencyObserver(), *self.observers()]:
+            worker.add_observer(observer)
         if self.rooms is not None and patient is not None:
-            room = self.rooms.open(session_id, patient, patient_rate=patient_rate)
-            room.attach_agent(worker)
-            worker.add_observer(RoomObserver(room, transport.input()))
+            live.room = self.rooms.open(session_id, patient, patient_rate=patient_rate)
+            patient.connect_room(live.room)  # the clinician's voice reaches the patient from now on
+            live.room.attach_agent(worker)
+            worker.add_observer(RoomObserver(live.room, transport.input()))
         self.live[session_id] = live
         ACTIVE_SESSIONS.inc()
-        SESSIONS_TOTAL.labels(transport=transport_name).inc()
-        log.info("session started: transport=%s channel=%s", transport_name, channel)
+        SESSIONS_TOTAL.labels(transport=kind.value).inc()
+        log.info("session started: transport=%s channel=%s", kind.value, channel.value)
+        live.task = asyncio.create_task(self._run(live), name=f"session-{session_id[:8]}")
+        return live
+
+    async def _run(self, live: LiveSession) -> None:
+        session_id_var.set(live.session_id)
         try:
-            if on_started is not None:
-                on_started(live)
-            await run_worker(worker)
+            await run_worker(live.worker)
         except Exception:  # noqa: BLE001 - one session failing must not take the server down
             log.exception("session failed")
         finally:
             ACTIVE_SESSIONS.dec()
-            self.live.pop(session_id, None)
+            self.live.pop(live.session_id, None)
             if self.rooms is not None:
-                await self.rooms.close(session_id)
+                await self.rooms.close(live.session_id)
             log.info("session ended: %.0f s", time.monotonic() - live.started_at)
             collect_ended_session()

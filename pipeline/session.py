@@ -1,9 +1,12 @@
 """Assembling one patient session: the processors, in order, around any transport.
 
     transport in -> Silero VAD -> incremental Whisper -> camera sampler -> triage
-                 -> [retrieval] -> brain -> safety -> Piper TTS -> transport out
+                 -> [retrieval] -> case evidence -> brain -> [second opinion]
+                 -> escalation -> clinician presence -> spoken guard -> Piper TTS -> transport out
 
-The same assembly serves the browser (WebRTC), phone calls (SIP) and replays (files).
+The same assembly serves the browser (WebRTC), phone calls (SIP), replays (files) and, from
+triage to the spoken guard, the evaluation's text sessions. The composition root
+(``web/product.py``) is what calls it, for every entry point.
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ class SessionContext:
     session_id: str
     channel: Channel = Channel.VIDEO
     retriever: CaseSearch | None = None  # similar SCIN cases (rag.retrieval.Retriever)
+    # A clinician queue stores the session's escalation records (EscalationObserver): the
+    # escalation processor then stores none itself, so each record is stored once.
+    escalations_queued: bool = False
 
 
 def make_tts(settings: Settings) -> PiperTTSService:
@@ -110,9 +116,10 @@ def thinking_processors(
     checker = create_red_flag_checker(settings)  # None for MODEL_BACKEND=mock
     if checker is not None:
         processors.append(SecondOpinionProcessor(checker))  # after the brain: nothing holds it up
+    own_store = EscalationStore(settings.path(settings.escalations_dir))
     processors += safety_processors(
         session_id=context.session_id,
-        store=EscalationStore(settings.path(settings.escalations_dir)),
+        store=None if context.escalations_queued else own_store,
         emergency_number=settings.safety.emergency_number,
         channel=context.channel,
         disclaimer_every_turns=settings.safety.disclaimer_every_turns,
@@ -122,17 +129,24 @@ def thinking_processors(
     return processors
 
 
-def agent_processors(
-    settings: Settings, backend: BrainBackend, context: SessionContext
-) -> list[FrameProcessor]:
-    """Everything after speech has become text: triage, retrieval, brain, safety, voice."""
+def text_session(settings: Settings, backend: BrainBackend, context: SessionContext) -> list[FrameProcessor]:
+    """From finished patient turns to the agent's guarded words: triage, retrieval, brain, safety.
+
+    A spoken session is this chain between its ears and its voice; the evaluation runs it alone.
+    """
     processors: list[FrameProcessor] = [make_triage(settings)]
     if context.retriever is not None:
         from pipeline.retrieval import RetrievalProcessor
 
         processors.append(RetrievalProcessor(context.retriever, k=settings.vector_store_top_k))
-    processors += [*thinking_processors(settings, backend, context), make_tts(settings)]
-    return processors
+    return [*processors, *thinking_processors(settings, backend, context)]
+
+
+def agent_processors(
+    settings: Settings, backend: BrainBackend, context: SessionContext
+) -> list[FrameProcessor]:
+    """Everything after speech has become text: the text session, then the voice."""
+    return [*text_session(settings, backend, context), make_tts(settings)]
 
 
 def shared_transcriber_for(settings: Settings) -> Transcriber:

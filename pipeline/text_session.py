@@ -12,19 +12,17 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pipecat.frames.frames import EndFrame, Frame, TranscriptionFrame
+from pipecat.observers.base_observer import BaseObserver
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.utils.time import time_now_iso8601
 
-from agent.backends.base import BrainBackend
-from agent.channel import Channel
 from agent.policy import Urgency
 from agent.simulator import SimulatedPatient
-from configs.settings import Settings
 from pipeline.frames import AgentUtteranceFrame, EscalationFrame, Heard, UnclearSpeechFrame
 from pipeline.observers import TranscriptEvent, TranscriptObserver
-from pipeline.session import SessionContext, make_triage, run_worker, thinking_processors
+from pipeline.session import run_worker
 
 
 class Patient(Protocol):
@@ -94,31 +92,27 @@ class TextSessionResult:
 
 
 async def run_text_session(
-    settings: Settings,
-    backend: BrainBackend,
+    processors: list[FrameProcessor],
     turns: list[str] | Patient,
     *,
-    session_id: str,
-    channel: Channel = Channel.AUDIO,
+    observers: list[BaseObserver] | None = None,
     reply_timeout_s: float = 30.0,
 ) -> TextSessionResult:
-    """Play ``turns`` as finished patient turns, each after the agent's previous answer.
+    """Play ``turns`` through ``processors`` as finished patient turns, each after the agent's answer.
 
-    ``turns`` is a fixed list, or a patient who answers what the agent asks: with words, or with
-    what a recogniser made of them (``Heard``, its confidence included; no words at all is speech
-    the agent could not understand).
+    ``processors`` are a session's text half, as the composition root builds it
+    (``SessionHost.text_processors``), watched by the same ``observers`` as its spoken sessions
+    (``SessionHost.observers``: escalations to the clinician queue). ``turns`` is a fixed list,
+    or a patient who answers what the agent asks: with words, or with what a recogniser made of
+    them (``Heard``, its confidence included; no words at all is speech the agent could not
+    understand).
     """
     patient = SimulatedPatient(tuple(turns), max_answers=0) if isinstance(turns, list) else turns
     sink = _AgentTurns()
     transcript = TranscriptObserver()
-    pipeline = Pipeline(
-        [
-            make_triage(settings),
-            *thinking_processors(settings, backend, SessionContext(session_id=session_id, channel=channel)),
-            sink,
-        ]
-    )
-    worker = PipelineWorker(pipeline, observers=[transcript], idle_timeout_secs=None, enable_rtvi=False)
+    pipeline = Pipeline([*processors, sink])
+    watchers = [transcript, *(observers or [])]
+    worker = PipelineWorker(pipeline, observers=watchers, idle_timeout_secs=None, enable_rtvi=False)
 
     async def drive() -> None:
         await sink.wait_beyond(0, reply_timeout_s)  # the greeting

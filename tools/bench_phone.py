@@ -12,7 +12,6 @@ run (the file transport, same pipeline, same audio).
 from __future__ import annotations
 
 import asyncio
-import platform
 import statistics
 import tempfile
 import time
@@ -23,11 +22,12 @@ import numpy as np
 
 from configs.settings import Settings, load_settings
 from media.audio_files import resample_int16
-from media.host import SessionHost
 from media.sip.server import SipServer
 from media.sip.uac import Caller
-from pipeline.session import INPUT_RATE, warm_up
+from pipeline.session import INPUT_RATE
+from tools.bench_paths import latency_summary, machine, run_one, synthesize_turns
 from tools.replay import load_turns
+from web.product import Product, build_product
 
 REPLY_IDLE_S = 1.0  # the reply is over after this much silence (as the file transport waits)
 REPLY_TIMEOUT_S = 25.0
@@ -65,11 +65,11 @@ def _phone_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"sip": sip})
 
 
-async def run_phone(settings: Settings, wavs: list[Path]) -> dict[str, Any]:
-    """Place one call and play every turn; latencies in ms, like ``bench.run_one``."""
+async def run_phone(product: Product, wavs: list[Path]) -> dict[str, Any]:
+    """Place one call to the product's session host and play every turn; latencies in ms, like ``run_one``."""
     turns = load_turns(wavs)
-    settings = _phone_settings(settings)
-    server = SipServer(settings, SessionHost(settings))
+    settings = _phone_settings(product.settings)
+    server = SipServer(settings, product.host)
     await server.start()
     caller = Caller(("127.0.0.1", server.port))
     await caller.open()
@@ -91,21 +91,20 @@ async def run_phone(settings: Settings, wavs: list[Path]) -> dict[str, Any]:
     finally:
         await caller.close()
         await server.stop()
-    from tools.bench import latency_summary
-
     return latency_summary(len(turns), latencies, started)
 
 
 async def compare(turns: int) -> dict[str, Any]:
     """The browser path and the phone path on the same synthesised turns."""
-    from tools.bench import _cores, run_one, synthesize_turns
-
-    settings = load_settings()
-    warm_up(settings)
-    with tempfile.TemporaryDirectory() as folder:
-        wavs = synthesize_turns(turns, Path(folder))
-        browser = await run_one("pipeline", settings, wavs)
-        phone = await run_phone(settings, wavs)
+    product = build_product(load_settings(), phone=False)
+    await product.warm_up()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            wavs = synthesize_turns(turns, Path(folder))
+            browser = await run_one("pipeline", product, wavs)
+            phone = await run_phone(product, wavs)
+    finally:
+        await product.stop()
     extra = (
         round(phone["p95_ms"] - browser["p95_ms"], 1)
         if phone["p95_ms"] is not None and browser["p95_ms"] is not None
@@ -116,7 +115,7 @@ async def compare(turns: int) -> dict[str, Any]:
         differences = [p - b for p, b in zip(phone["latency_ms"], browser["latency_ms"], strict=True)]
         paired = round(float(statistics.median(differences)), 1)
     return {
-        "machine": f"{platform.machine()} {platform.processor() or ''} cores={_cores()}".strip(),
+        "machine": machine(),
         "turns": turns,
         "browser": browser,
         "phone": phone,

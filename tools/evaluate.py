@@ -41,12 +41,13 @@ from typing import Any
 import yaml
 
 import agent
-from agent.backends import create_backend
+from agent.channel import Channel
 from agent.pii import redact
 from agent.policy import Urgency
 from agent.simulator import SimulatedPatient
 from configs.logs import make_handler, session_id_var
 from configs.settings import Settings, hub_offline_environment, load_settings
+from web.product import build_product
 
 AGENT_DIR = Path(agent.__file__).parent  # the labelled sets sit beside the rules they test
 SCENARIOS_FILE = AGENT_DIR / "eval_scenarios.yaml"
@@ -262,9 +263,14 @@ async def _run_text_like(scenario: Scenario, settings: Settings, workdir: Path, 
     from pipeline.text_session import run_text_session
 
     escalations = workdir / "escalations"
-    local = settings.model_copy(update={"escalations_dir": escalations})
+    product = build_product(settings.model_copy(update={"escalations_dir": escalations}), phone=False)
+    host = product.host
     with _CapturedLogs(scenario.id) as logs:
-        result = await run_text_session(local, create_backend(local), patient, session_id=scenario.id)
+        try:
+            processors = host.text_processors(host.context(scenario.id, Channel.AUDIO))
+            result = await run_text_session(processors, patient, observers=host.observers())
+        finally:
+            await product.stop()
     transcript = [redact(e.text) for e in result.events if e.kind in ("patient", "agent")]
     greeting = result.agent_turns[0] if result.agent_turns else None
     outputs = "\n".join([logs.stream.getvalue(), *transcript, _written(escalations)])

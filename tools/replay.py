@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 from pipecat.frames.frames import EndFrame
 
-from agent.backends import create_backend
 from agent.backends.base import BrainBackend
 from agent.channel import Channel
 from agent.pii import redact
@@ -31,12 +30,13 @@ from configs.logs import make_handler, quiet_libraries, session_id_var, setup_lo
 from configs.settings import ConfigError, Settings, hub_offline_environment, load_settings
 from media.audio_files import AudioInputError, read_mono_int16, resample_int16, speech_bounds
 from media.file_transport import FileReplayTransport, PatientTurnAudio
+from media.host import Transport
 from media.images import ImageInputError, load_still
 from pipeline.heap import collect_ended_session
-from pipeline.observers import TranscriptObserver, VoiceLatencyObserver
+from pipeline.observers import TranscriptObserver
 from pipeline.result import build_result
-from pipeline.session import INPUT_RATE, SessionContext, make_worker, patient_session, run_worker, warm_up
-from rag.retrieval import Retriever
+from pipeline.session import INPUT_RATE
+from web.product import build_product
 
 OUTPUT_RATE = 16000
 log = logging.getLogger("tools.replay")
@@ -75,8 +75,9 @@ async def run_replay(
     settings = settings or load_settings()
     turns = load_turns(wavs)
     still = load_still(image) if image is not None else None
-    backend = backend or create_backend(settings)
-    warm_up(settings)
+    product = build_product(settings, make_backend=(lambda: backend) if backend else None, phone=False)
+    backend_name = product.first_backend.name
+    await product.warm_up()
     out_dir.mkdir(parents=True, exist_ok=True)
 
     session_id = uuid.uuid4().hex[:12]
@@ -89,7 +90,7 @@ async def run_replay(
     root.addHandler(handler)
     quiet_libraries()
     try:
-        transcript, latency = TranscriptObserver(), VoiceLatencyObserver()
+        transcript = TranscriptObserver()
 
         async def answer() -> PatientTurnAudio | None:
             assert next_turn is not None
@@ -108,19 +109,16 @@ async def run_replay(
             next_turn=answer if next_turn is not None else None,
         )
         # Without a photo the replayed patient has no camera: the agent asks for a description.
-        context = SessionContext(
-            session_id=session_id,
-            channel=Channel.VIDEO if still else Channel.AUDIO,
-            retriever=Retriever.from_settings(settings),  # similar cases, when an index is on disk
-        )
-        worker = make_worker(
+        live = await product.host.start(
             transport,
-            patient_session(settings, backend, context),
-            [transcript, latency],
+            kind=Transport.REPLAY,
+            channel=Channel.VIDEO if still else Channel.AUDIO,
+            session_id=session_id,
             output_rate=OUTPUT_RATE,
+            observers=[transcript],
             idle_timeout_s=None,
         )
-        log.info("replay session started: %d patient turns, backend=%s", len(turns), backend.name)
+        log.info("replay session started: %d patient turns, backend=%s", len(turns), backend_name)
         answered = MAX_ANSWERED_TURNS if next_turn is not None else 0
         budget = sum(t.samples.size for t in turns) / INPUT_RATE + 25.0 * (len(turns) + answered + 1)
 
@@ -129,18 +127,19 @@ async def run_replay(
                 await asyncio.wait_for(transport.timeline.finished.wait(), timeout=budget)
             except TimeoutError:
                 log.warning("replay did not finish within %.0f s; ending it", budget)
-            await worker.queue_frame(EndFrame())
+            await live.worker.queue_frame(EndFrame())
 
         ender = asyncio.create_task(end_when_done())
-        await run_worker(worker)
+        await live.wait()
         ender.cancel()
-        result = build_result(backend.name, transport.timeline, transcript.events)
+        result = build_result(backend_name, transport.timeline, transcript.events)
         log.info(
             "replay session ended: %d turns, escalation=%s",
             len(result["turns"]),
             (result["escalation"] or {}).get("level"),
         )
     finally:
+        await product.stop()
         root.removeHandler(handler)
         root.setLevel(root_level)
         handler.close()
@@ -148,7 +147,7 @@ async def run_replay(
 
     (out_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     _write_conversation(out_dir / "conversation.wav", transport)
-    collect_ended_session()
+    collect_ended_session()  # this function held the session to the end: free it now
     return result
 
 

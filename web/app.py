@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -16,20 +15,11 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from agent import pii
-from agent.backends import create_backend
-from agent.escalation import EscalationStore
 from configs.settings import Settings
-from media.host import SessionHost
-from media.rooms import Rooms
-from media.sip.server import SipServer
-from pipeline.observers import EscalationObserver
-from pipeline.session import warm_up
-from rag.retrieval import Retriever
 from web.audit import AuditLog
 from web.auth import Auth
 from web.clinician import clinician_routes
-from web.queue import EscalationQueue
+from web.product import Product, build_product
 from web.webrtc_sessions import WebRTCSessions
 
 STATIC = Path(__file__).parent / "static"
@@ -43,37 +33,20 @@ def app_version() -> str:
         return "0.0.0+unknown"
 
 
-def create_app(settings: Settings) -> Starlette:
-    # Fail at start-up, not at the first patient, if the brain cannot be built.
-    first_backend = create_backend(settings)
+def create_app(settings: Settings, product: Product | None = None) -> Starlette:
+    product = product or build_product(settings)  # fails at start-up if the brain cannot be built
     auth = Auth(settings)
     audit = AuditLog.from_settings(settings)
-    queue = EscalationQueue(EscalationStore(settings.path(settings.escalations_dir)))
-    retriever = Retriever.from_settings(settings)
-    rooms = Rooms()
-    host = SessionHost(settings, retriever=retriever, rooms=rooms)
-    host.add_observer_factory(lambda _live: EscalationObserver(queue.add))  # escalations reach the console
+    host, queue, retriever, phone = product.host, product.queue, product.retriever, product.phone
     sessions = WebRTCSessions(host)
-    phone = SipServer(settings, host) if settings.sip.enabled else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        pii.warm_up()
-        await asyncio.to_thread(retriever.warm)
-        # A model backend pays its first-call costs (loading, compiling) before the first patient.
-        backend_warm_up = getattr(first_backend, "warm_up", None)
-        if backend_warm_up is not None:
-            await asyncio.to_thread(backend_warm_up)
-        warm_up(settings)  # after the other loads, before any call: it freezes them (pipeline/heap.py)
-        if phone is not None:
-            await phone.start()
-            log.info("phone bridge on %s:%d", settings.sip.host, phone.port)
+        await product.start()
         log.info("server ready: env=%s backend=%s", settings.app_env, settings.model_backend)
         yield
-        if phone is not None:
-            await phone.stop()
         await sessions.close()
-        await queue.close()
+        await product.stop()
 
     async def index(_request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
@@ -110,7 +83,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/api/offer", offer, methods=["POST"]),
             Route("/health", health),
             Route("/metrics", metrics),
-            *clinician_routes(settings, auth, queue, audit, rooms),
+            *clinician_routes(settings, auth, queue, audit, product.rooms),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         lifespan=lifespan,

@@ -12,7 +12,7 @@ from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
 from agent.channel import Channel
-from media.host import LiveSession, SessionHost
+from media.host import LiveSession, SessionHost, Transport
 from media.webrtc_patient import BrowserPatient
 from pipeline.session import INPUT_RATE
 
@@ -76,25 +76,24 @@ class WebRTCSessions:
         async def _connected(_transport: SmallWebRTCTransport, _client: object) -> None:
             patient.on_connected()
 
-        def started(live: LiveSession) -> None:
+        try:
+            live = await self._host.start(
+                transport,
+                kind=Transport.WEBRTC,
+                channel=Channel.VIDEO,
+                session_id=session.session_id,
+                output_rate=OUTPUT_RATE,
+                patient=patient,
+                patient_rate=OUTPUT_RATE,
+            )
             session.live = live
 
             @transport.event_handler("on_client_disconnected")
             async def _gone(_transport: SmallWebRTCTransport, _client: object) -> None:
                 log.info("patient disconnected")
-                await live.worker.cancel()
+                await live.cancel()
 
-        try:
-            await self._host.run(
-                transport,
-                transport_name="webrtc",
-                channel=Channel.VIDEO,
-                session_id=session.session_id,
-                output_rate=OUTPUT_RATE,
-                on_started=started,
-                patient=patient,
-                patient_rate=OUTPUT_RATE,
-            )
+            await live.wait()
         finally:
             self._sessions.pop(session.connection.pc_id, None)
 
@@ -103,7 +102,7 @@ class WebRTCSessions:
         sessions = list(self._sessions.values())
         for session in sessions:
             if session.live is not None:
-                await session.live.worker.cancel()
+                await session.live.cancel()
             await session.connection.disconnect()
         tasks = [s.task for s in sessions if s.task is not None]
         if tasks:

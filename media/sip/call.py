@@ -23,7 +23,7 @@ from enum import Enum
 
 from agent.channel import Channel
 from configs.settings import SipSettings
-from media.host import LiveSession, SessionHost
+from media.host import LiveSession, SessionHost, Transport
 from media.sip.dialog import Dialog
 from media.sip.dtmf import parse_info_digit
 from media.sip.flow import Flow
@@ -224,19 +224,16 @@ class Call:
     async def _run_session(self) -> None:
         assert self.transport is not None
 
-        def started(live: LiveSession) -> None:
-            self._live = live
-
-        await self._services.host.run(
+        self._live = await self._services.host.start(
             self.transport,
-            transport_name="sip",
+            kind=Transport.SIP,
             channel=Channel.AUDIO,
             output_rate=PIPELINE_RATE,
             session_id=self.tag,
-            on_started=started,
             patient=PhonePatient(self.transport),
             patient_rate=LINE_RATE,
         )
+        await self._live.wait()
         if self.state in (CallState.ANSWERED, CallState.CONFIRMED):
             self.hangup_soon("session ended")
 
@@ -367,7 +364,7 @@ class Call:
                 session.cancel()  # its pipeline has not started yet
             else:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._live.worker.cancel(), SESSION_STOP_TIMEOUT_S)
+                    await asyncio.wait_for(self._live.cancel(), SESSION_STOP_TIMEOUT_S)
             await asyncio.wait({session}, timeout=SESSION_STOP_TIMEOUT_S)
             if not session.done():
                 session.cancel()

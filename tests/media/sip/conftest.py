@@ -11,8 +11,6 @@ from typing import Any
 import numpy as np
 import pytest
 from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame
-from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 
@@ -20,7 +18,7 @@ from configs.settings import Settings, load_settings
 from media.host import LiveSession, SessionHost
 from media.sip.server import SipServer
 from media.sip.transaction import Timers
-from pipeline.session import run_worker
+from pipeline.session import SessionContext
 
 
 def free_rtp_range() -> tuple[int, int]:
@@ -56,7 +54,7 @@ class Echo(FrameProcessor):
 
 
 class EchoHost(SessionHost):
-    """A SessionHost whose sessions echo the caller (fast: no models), optionally slow to start."""
+    """The real session host whose sessions echo the caller (fast: no models), optionally slow to start."""
 
     def __init__(self, settings: Settings, start_delay_s: float = 0.0) -> None:
         super().__init__(settings)
@@ -64,26 +62,15 @@ class EchoHost(SessionHost):
         self.echoes: list[Echo] = []
         self.runs: list[dict[str, Any]] = []
 
-    async def run(self, transport: BaseTransport, **kwargs: Any) -> None:  # type: ignore[override]
-        self.runs.append(kwargs)
-        await asyncio.sleep(self.start_delay_s)
+    def session_processors(self, context: SessionContext) -> list[FrameProcessor]:
         echo = Echo()
         self.echoes.append(echo)
-        rate = kwargs.get("output_rate", 16000)
-        worker = PipelineWorker(
-            Pipeline([transport.input(), echo, transport.output()]),
-            params=PipelineParams(audio_in_sample_rate=16000, audio_out_sample_rate=rate),
-            idle_timeout_secs=None,
-        )
-        live = LiveSession(kwargs.get("session_id") or "echo", "sip", kwargs.get("channel", "audio"), worker)
-        self.live[live.session_id] = live
-        on_started: Callable[[LiveSession], None] | None = kwargs.get("on_started")
-        try:
-            if on_started is not None:
-                on_started(live)
-            await run_worker(worker)
-        finally:
-            self.live.pop(live.session_id, None)
+        return [echo]
+
+    async def start(self, transport: BaseTransport, **kwargs: Any) -> LiveSession:  # type: ignore[override]
+        self.runs.append(kwargs)
+        await asyncio.sleep(self.start_delay_s)
+        return await super().start(transport, **kwargs)
 
 
 @pytest.fixture

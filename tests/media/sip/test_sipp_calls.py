@@ -20,7 +20,7 @@ import pytest
 
 from configs.settings import Settings
 from media.audio_files import resample_int16
-from media.host import SessionHost
+from media.host import LiveSession, SessionHost
 from media.sip.server import SipServer
 from pipeline.session import warm_up, whisper_dir
 from pipeline.transcriber import shared_transcriber
@@ -34,9 +34,9 @@ GREETING_S = 16.5  # the mock greeting lasts about 14 s; the patient waits for i
 class SlowHost(SessionHost):
     """The real session host, slow to start (a busy machine): the call rings for a while."""
 
-    async def run(self, transport: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    async def start(self, transport: Any, **kwargs: Any) -> LiveSession:  # type: ignore[override]
         await asyncio.sleep(2.0)
-        await super().run(transport, **kwargs)
+        return await super().start(transport, **kwargs)
 
 
 def transcribe(settings: Settings, audio: np.ndarray) -> str:
