@@ -15,11 +15,13 @@ here. An escalation is raised, not repeated: an emergency after an urgent escala
 and comes again under the same record id. A clinician's hand-back (``EscalationResolvedFrame``,
 from the clinician-presence processor) lets the interview go on.
 
-Who stores the record: in the server, the clinician queue (it holds the record, and every change
-a clinician makes to it); ``EscalationObserver`` tells this processor so when the session starts.
-A session without a queue (a replay, the evaluation, a phone bridge on its own) has this
-processor store it. A record that cannot be stored is logged, and everything else still happens:
-the patient hears the message and the queue gets the record.
+Who stores the record is decided when the session is assembled, once: a session the product
+builds (``web/product.py``: the server, the phone bridge, a replay, the evaluation) hands its
+records to the clinician queue, which stores each one and every change a clinician makes to it,
+so this processor gets no ``store``. A session assembled without a queue (a unit test, a
+pipeline used as a library) gives it a ``store``, and it stores each record itself. A record that
+cannot be stored is logged, and everything else still happens: the patient hears the message and
+the queue gets the record.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class EscalationProcessor(FrameProcessor):
         self,
         *,
         session_id: str,
-        store: EscalationStore,
+        store: EscalationStore | None = None,
         emergency_number: str = "911",
         channel: Channel = Channel.VIDEO,
         escalate_from: Urgency = Urgency.URGENT,
@@ -79,7 +81,6 @@ class EscalationProcessor(FrameProcessor):
         self._emergency_number = emergency_number
         self._channel = channel
         self._escalate_from = escalate_from  # the policy's: a second opinion escalates from the same level
-        self._stores_records = True  # until a clinician queue takes them (EscalationObserver)
         self._facts = ClinicalFacts()
         self._cases: list[RetrievedCase] = []
         self._best_image: CameraImage | None = None
@@ -91,10 +92,6 @@ class EscalationProcessor(FrameProcessor):
     def escalation(self) -> Assessment | None:
         """The assessment the session is escalated on (None when it is not)."""
         return self._escalation
-
-    def records_kept_by_queue(self) -> None:
-        """A clinician queue stores this session's records: this processor stops storing them."""
-        self._stores_records = False
 
     # --- frames -------------------------------------------------------------------------
 
@@ -178,7 +175,7 @@ class EscalationProcessor(FrameProcessor):
         # The escalation before its message: whatever follows the message knows of the escalation.
         await self.broadcast_frame(EscalationFrame, record=record)
         await self.push_frame(AgentLineFrame(text=message))
-        if self._stores_records:
+        if self._store is not None:
             try:
                 await asyncio.to_thread(self._store.save, record)
             except OSError:

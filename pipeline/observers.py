@@ -14,11 +14,10 @@ from pipecat.frames.frames import (
     UserStoppedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
-from pipecat.observers.base_observer import BaseObserver, FramePushed, ProcessorSetUp
+from pipecat.observers.base_observer import BaseObserver, FramePushed
 
 from agent.escalation import EscalationRecord
 from agent.policy import Urgency
-from pipeline.escalation import EscalationProcessor
 from pipeline.frames import AgentUtteranceFrame, EscalationFrame
 from pipeline.metrics import VOICE_TO_VOICE_SECONDS
 
@@ -132,20 +131,15 @@ class TranscriptObserver(BaseObserver):
 class EscalationObserver(BaseObserver):
     """Hands each escalation record of a session to the clinician queue (``sink``), once.
 
-    The queue stores what it is handed (and every change a clinician makes to it), so as the
-    session starts this observer tells its escalation processor to store nothing itself: one
-    escalation, one stored record. A session without this observer (a replay, the evaluation)
-    has its escalation processor store its records.
+    The queue stores what it is handed (and every change a clinician makes to it); a session
+    assembled with this observer gives its escalation processor no store of its own
+    (``SessionContext.escalations_queued``): one escalation, one stored record.
     """
 
     def __init__(self, sink: Callable[[EscalationRecord], Awaitable[None]]) -> None:
         super().__init__()
         self._once = _Once()
         self._sink = sink
-
-    async def on_processor_setup(self, data: ProcessorSetUp) -> None:
-        if isinstance(data.processor, EscalationProcessor):
-            data.processor.records_kept_by_queue()
 
     async def on_push_frame(self, data: FramePushed) -> None:
         if isinstance(data.frame, EscalationFrame) and self._once.first(data):

@@ -33,7 +33,7 @@ from pipeline.spoken_guard import SpokenGuardProcessor
 def safety_processors(
     *,
     session_id: str,
-    store: EscalationStore,
+    store: EscalationStore | None,
     emergency_number: str = "911",
     channel: Channel = Channel.VIDEO,
     disclaimer_every_turns: int = 3,
@@ -43,8 +43,8 @@ def safety_processors(
 ) -> list[FrameProcessor]:
     """The safety layer, in order: escalation, clinician presence, spoken guard.
 
-    ``store`` keeps the escalation records of a session no clinician queue watches (a replay, the
-    evaluation); in the server the queue keeps them (``EscalationObserver``).
+    ``store`` keeps the escalation records of a session no clinician queue watches; None when a
+    queue does (``EscalationObserver``), as in every session the product builds.
     """
     return [
         EscalationProcessor(

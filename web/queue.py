@@ -1,8 +1,8 @@
 """The clinician queue: escalations waiting for a clinician, and who is taking each one over.
 
 In memory, and the one keeper of the records of the server's sessions: a record is stored when
-it arrives (from the session's ``EscalationObserver``, which tells the session's escalation
-processor not to store it too) and on every change after that, through ``EscalationStore``. The
+it arrives (from the session's ``EscalationObserver``; sessions built with a queue have no
+store of their own) and on every change after that, through ``EscalationStore``. The
 waiting (and claimed) ones are loaded again at start, a claim lost with the last process going
 back to waiting. An escalation moves waiting -> claimed -> joined <-> handed_back -> ended; only
 the clinician who claimed it moves it on, a claim not followed by a join within

@@ -135,16 +135,16 @@ async def test_a_record_that_cannot_be_stored_still_reaches_the_patient_and_the_
 
 
 async def test_one_escalation_is_stored_once_by_the_queue_in_the_server(tmp_path: Path) -> None:
-    session_store = CountingStore(tmp_path / "esc")
     queue_store = CountingStore(tmp_path / "esc")
     queue = EscalationQueue(queue_store)
+    processor = EscalationProcessor(session_id="s1", store=None)  # as the product assembles it
     down, _ = await run_test(
-        escalation(tmp_path, session_store),
-        frames_to_send=[SleepFrame(sleep=0.05), state("My mole is bleeding."), SleepFrame(sleep=0.1)],
+        processor,
+        frames_to_send=[state("My mole is bleeding."), SleepFrame(sleep=0.1)],
         observers=[EscalationObserver(queue.add)],
     )
     [sent] = escalations(down)
-    assert session_store.saved == [] and queue_store.saved == [sent.record.id]
+    assert queue_store.saved == [sent.record.id]
     assert queue.get(sent.record.id) is sent.record  # the typed object, from the processor to the queue
     assert [r.id for r in EscalationStore(tmp_path / "esc").all()] == [sent.record.id]
     await queue.close()
