@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -61,7 +60,6 @@ class EscalationRecord:
     status: EscalationStatus = EscalationStatus.WAITING
     clinician: str | None = None
     events: list[dict[str, str]] = field(default_factory=list)
-    created_monotonic: float = field(default_factory=time.monotonic, repr=False)
 
     def __post_init__(self) -> None:
         # Typed however it was built (read back from JSON, or given plain strings).
@@ -98,13 +96,11 @@ class EscalationRecord:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("created_monotonic")
-        return data
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EscalationRecord:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "created_monotonic"}
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}  # older files may hold more
         return cls(**known)
 
 

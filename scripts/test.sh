@@ -30,5 +30,7 @@ say "import layers (import-linter: tools > web > media > pipeline > rag > agent 
 .venv/bin/lint-imports --no-cache
 say "dependencies (deptry)"
 .venv/bin/deptry .
+say "dead code (vulture; reviewed exceptions in scripts/vulture_whitelist.py)"
+.venv/bin/vulture
 say "pytest"
 exec .venv/bin/python -m pytest "$@"

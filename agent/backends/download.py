@@ -42,7 +42,6 @@ class Item:
     size_gb: float  # roughly, for the free-space check
     patterns: tuple[str, ...]
     required: tuple[tuple[str, ...], ...]  # each inner tuple: at least one of these files
-    gated: bool = False
 
 
 ITEMS = {
@@ -57,7 +56,6 @@ ITEMS = {
             ("tokenizer.json", "tokenizer.model"),
             ("preprocessor_config.json", "processor_config.json"),
         ),
-        gated=True,
     ),
     "siglip": Item(
         key="siglip",

@@ -371,7 +371,8 @@ class Call:
         if self.media is not None:
             self.media.close()
         self._services.forget(self)
-        log.info("call %s: ended (%s)", self.tag, self.end_reason)
+        counters = self.media.counters if self.media is not None else None
+        log.info("call %s: ended (%s); rtp %s", self.tag, self.end_reason, counters)
 
 
 def _default_negotiation(flow: Flow) -> Negotiated:

@@ -40,7 +40,6 @@ class MediaDescription:
     connection: str | None = None
     rtpmap: dict[int, tuple[str, int]] = field(default_factory=dict)  # pt -> (encoding, clock rate)
     direction: str | None = None
-    ptime: int | None = None
     line: str = ""  # the m= line as offered
 
 
@@ -125,8 +124,6 @@ def _attribute(session: SessionDescription, media: MediaDescription | None, valu
         fields = encoding.strip().split("/")
         if pt.isdigit() and len(fields) >= 2 and fields[1].isdigit():
             media.rtpmap[int(pt)] = (fields[0].upper(), int(fields[1]))
-    elif name == "ptime" and rest.strip().isdigit():
-        media.ptime = int(rest.strip())
 
 
 def _codec_for(media: MediaDescription, fmt: str) -> Codec | None:

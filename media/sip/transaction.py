@@ -26,7 +26,6 @@ MAX_SERVER_TRANSACTIONS = 4096
 class Timers:
     t1: float = 0.5
     t2: float = 4.0
-    t4: float = 5.0
 
     @property
     def timeout(self) -> float:

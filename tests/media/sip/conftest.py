@@ -76,7 +76,7 @@ class EchoHost(SessionHost):
 @pytest.fixture
 async def echo_server(tmp_path: Path) -> AsyncIterator[SipServer]:
     settings = sip_settings(tmp_path, rtp_timeout_s=5.0)
-    server = SipServer(settings, EchoHost(settings), timers=Timers(t1=0.05, t2=0.4, t4=0.5))
+    server = SipServer(settings, EchoHost(settings), timers=Timers(t1=0.05, t2=0.4))
     await server.start()
     yield server
     await server.stop()

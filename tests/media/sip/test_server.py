@@ -26,7 +26,7 @@ from pipeline.frames import ClinicianRequestFrame
 from tests.media.sip.conftest import EchoHost, sip_settings, wait_for
 from tests.media.sip.probe import UdpProbe, offer, request, tcp_exchange
 
-FAST = Timers(t1=0.05, t2=0.4, t4=0.5)
+FAST = Timers(t1=0.05, t2=0.4)
 
 
 async def start_server(tmp_path: Path, host_delay_s: float = 0.0, **sip) -> SipServer:

@@ -11,7 +11,7 @@ from media.sip.transaction import Retransmitter, Timers
 
 
 async def test_retransmissions_double_up_to_t2_then_give_up() -> None:
-    timers = Timers(t1=0.02, t2=0.08, t4=0.1)
+    timers = Timers(t1=0.02, t2=0.08)
     sent: list[float] = []
     gave_up = asyncio.Event()
     start = time.monotonic()
