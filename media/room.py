@@ -26,6 +26,7 @@ from media.clinician_peer import CLINICIAN_RATE, ClinicianPeer
 from media.room_audio import AudioRing
 from media.video_tracks import LatestFrameTrack
 from pipeline.frames import (
+    ClinicianExit,
     ClinicianJoinedFrame,
     ClinicianLeftFrame,
     ClinicianRequestFrame,
@@ -115,11 +116,11 @@ class Room:
         await self.tell_agent(ClinicianRequestFrame(how=how))
 
     async def hand_back(self) -> None:
-        await self._clinician_leaves("handed_back")
+        await self._clinician_leaves(ClinicianExit.HANDED_BACK)
 
     async def end(self) -> None:
         """The clinician ends the session: the agent says goodbye, then the session closes."""
-        await self._clinician_leaves("ended")
+        await self._clinician_leaves(ClinicianExit.ENDED)
         self._closing = asyncio.create_task(self._end_after_goodbye(), name=f"room-end-{self.session_id}")
 
     async def _end_after_goodbye(self) -> None:
@@ -127,14 +128,14 @@ class Room:
         if self._worker is not None:
             await self._worker.queue_frame(EndFrame())
 
-    async def _clinician_leaves(self, outcome: str) -> None:
+    async def _clinician_leaves(self, outcome: ClinicianExit) -> None:
         name = self.clinician_name or "the clinician"
         if self._clinician is not None:
             await self._clinician.close()
         self._clinician, self.clinician_name = None, None
         self._patient.show_video(None)
         await self.tell_agent(ClinicianLeftFrame(clinician=name, outcome=outcome))
-        log.info("clinician left the room: %s", outcome)
+        log.info("clinician left the room: %s", outcome.value)
 
     async def close(self) -> None:
         if self._clinician is not None:
