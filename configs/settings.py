@@ -7,12 +7,23 @@ Nested values use ``__`` in variable names (``LLM__DEVICE=cuda``), as in the run
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,8 +36,36 @@ ENV_FILES = {"development": "dev.yaml", "staging": "staging.yaml", "production":
 AppEnv = Literal["development", "staging", "production"]
 
 
+MIN_SECRET_KEY_CHARS = 32
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # logging's levels, by name
+MINUTE, HOUR = 60.0, 3600.0
+
+
 class ConfigError(RuntimeError):
     """The configuration cannot be used; the message is one line that says why."""
+
+
+def _duration(variable: str, value: float, most: float) -> float:
+    """A duration in seconds, more than 0 and at most ``most`` (seconds, not years)."""
+    if not 0 < value <= most:
+        raise ValueError(f"{variable} must be more than 0 and at most {most:g} seconds, not {value:g}")
+    return value
+
+
+def _plain_http_to_another_host(url: str | None) -> bool:
+    """An ``http://`` URL whose host is not this machine (the link is readable on the way)."""
+    if not url:
+        return False
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
 
 
 class LLMSettings(BaseModel):
@@ -42,6 +81,11 @@ class LLMSettings(BaseModel):
     max_new_tokens: int = 200
     # A reply that has produced no text after this long fails safe (the agent escalates).
     timeout_s: float = 20.0
+
+    @field_validator("timeout_s")
+    @classmethod
+    def _timeout_is_bounded(cls, value: float) -> float:
+        return _duration("LLM__TIMEOUT_S", value, 2 * MINUTE)
 
 
 class EmbeddingSettings(BaseModel):
@@ -67,6 +111,11 @@ class VoiceSettings(BaseModel):
     complete_stop_s: float = 0.35
     turn_stop_s: float = 1.0
 
+    @field_validator("complete_stop_s", "turn_stop_s")
+    @classmethod
+    def _silence_is_bounded(cls, value: float, info: ValidationInfo) -> float:
+        return _duration(f"VOICE__{info.field_name.upper()}", value, 10.0)
+
 
 class SafetySettings(BaseModel):
     emergency_number: str = "911"
@@ -76,6 +125,13 @@ class SafetySettings(BaseModel):
     # well as by the words transcribed. Off only to measure each reading on its own.
     sounds_like: bool = True
     semantic_detector: bool = True
+
+    @field_validator("emergency_number")
+    @classmethod
+    def _emergency_number_is_dialable(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9]{2,6}", value):
+            raise ValueError(f"SAFETY__EMERGENCY_NUMBER must be 2 to 6 digits (911, 112, 999), not {value!r}")
+        return value
 
 
 class SipSettings(BaseModel):
@@ -96,6 +152,28 @@ class SipSettings(BaseModel):
     digest_password: SecretStr | None = None
     realm: str = "patient-advocacy-agent"
 
+    @field_validator("rtp_timeout_s")
+    @classmethod
+    def _rtp_timeout_is_bounded(cls, value: float) -> float:
+        return _duration("SIP__RTP_TIMEOUT_S", value, 10 * MINUTE)
+
+    @field_validator("allowed_peers")
+    @classmethod
+    def _peers_are_networks(cls, value: list[str]) -> list[str]:
+        for peer in value:
+            try:
+                ipaddress.ip_network(peer, strict=False)
+            except ValueError:
+                raise ValueError(f"SIP__ALLOWED_PEERS must list IP networks (CIDR), not {peer!r}") from None
+        return value
+
+    def open_to_everyone(self) -> bool:
+        """Any address may call: the allow-list holds a /0 and no digest credentials are set."""
+        everything = any(ipaddress.ip_network(p, strict=False).prefixlen == 0 for p in self.allowed_peers)
+        password = self.digest_password.get_secret_value() if self.digest_password else ""
+        digest = bool(self.digest_username and password)
+        return everything and not digest
+
 
 class ClinicianAccount(BaseModel):
     username: str
@@ -111,6 +189,16 @@ class ClinicianSettings(BaseModel):
     audit_log: Path = Path("var/audit.log")
     reassure_every_s: float = 45.0
     repeat_emergency_after_s: float = 180.0
+
+    @field_validator("session_max_age_s", "patient_token_ttl_s")
+    @classmethod
+    def _ages_are_bounded(cls, value: int, info: ValidationInfo) -> int:
+        return int(_duration(f"CLINICIAN__{info.field_name.upper()}", value, 24 * HOUR))
+
+    @field_validator("reassure_every_s", "repeat_emergency_after_s")
+    @classmethod
+    def _waits_are_bounded(cls, value: float, info: ValidationInfo) -> float:
+        return _duration(f"CLINICIAN__{info.field_name.upper()}", value, 30 * MINUTE)
 
 
 class Settings(BaseSettings):
@@ -146,16 +234,40 @@ class Settings(BaseSettings):
     sip: SipSettings = Field(default_factory=SipSettings)
     clinician: ClinicianSettings = Field(default_factory=ClinicianSettings)
 
+    @field_validator("log_level")
+    @classmethod
+    def _log_level_is_known(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
+        return level
+
     @model_validator(mode="after")
     def _production_is_strict(self) -> Settings:
         if self.app_env != "production":
             return self
-        if self.secret_key is None or not self.secret_key.get_secret_value():
+        key = self.secret_key.get_secret_value() if self.secret_key else ""
+        if not key:
             raise ValueError("production needs SECRET_KEY")
+        if len(key) < MIN_SECRET_KEY_CHARS:
+            raise ValueError(f"production needs a SECRET_KEY of at least {MIN_SECRET_KEY_CHARS} characters")
         if self.model_backend == "mock":
             raise ValueError("production cannot run MODEL_BACKEND=mock")
         if self.use_mocks:
             raise ValueError("production cannot run with USE_MOCKS=true")
+        if self.log_level == "DEBUG":
+            raise ValueError("production cannot log at LOG_LEVEL=DEBUG; set LOG_LEVEL=INFO")
+        if self.log_format != "json":
+            raise ValueError("production needs LOG_FORMAT=json (one object per line)")
+        if self.sip.enabled and self.sip.open_to_everyone():
+            raise ValueError(
+                "production cannot take SIP calls from every address: list the trunk's networks in "
+                "SIP__ALLOWED_PEERS or set SIP__DIGEST_USERNAME and SIP__DIGEST_PASSWORD"
+            )
+        if _plain_http_to_another_host(self.llm.openai_base_url):
+            raise ValueError("production needs an https:// LLM__OPENAI_BASE_URL (http:// only to loopback)")
+        if _plain_http_to_another_host(self.llm.gemini_base_url):
+            raise ValueError("production needs an https:// LLM__GEMINI_BASE_URL (http:// only to loopback)")
         return self
 
     def path(self, relative: Path) -> Path:
@@ -207,9 +319,11 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        where = ".".join(str(p) for p in first.get("loc", ()))
         message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-        raise ConfigError(f"{where}: {message}" if where != "settings" else message) from None
+        variable = where.upper().replace(".", "__")
+        named = not where or variable in message  # our own messages name the variable already
+        raise ConfigError(message if named else f"{where}: {message}") from None
 
 
 def hub_offline_environment() -> None:

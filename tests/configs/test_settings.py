@@ -32,9 +32,30 @@ RUNBOOK_VARS = [
 ]
 
 
+CHECKED_VARS = [
+    "LLM__TIMEOUT_S",
+    "LLM__OPENAI_BASE_URL",
+    "LLM__GEMINI_BASE_URL",
+    "VOICE__COMPLETE_STOP_S",
+    "VOICE__TURN_STOP_S",
+    "SAFETY__EMERGENCY_NUMBER",
+    "SIP__ENABLED",
+    "SIP__ALLOWED_PEERS",
+    "SIP__DIGEST_USERNAME",
+    "SIP__DIGEST_PASSWORD",
+    "SIP__RTP_TIMEOUT_S",
+    "CLINICIAN__SESSION_MAX_AGE_S",
+    "CLINICIAN__PATIENT_TOKEN_TTL_S",
+    "CLINICIAN__REASSURE_EVERY_S",
+    "CLINICIAN__REPEAT_EMERGENCY_AFTER_S",
+]
+LONG_KEY = "x" * 32
+PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": LONG_KEY}
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in RUNBOOK_VARS:
+    for name in RUNBOOK_VARS + CHECKED_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env
 
@@ -102,9 +123,9 @@ def test_staging_yaml_switches_to_json_logs(monkeypatch: pytest.MonkeyPatch) -> 
     ("env", "reason"),
     [
         ({"MODEL_BACKEND": "local"}, "production needs SECRET_KEY"),
-        ({"SECRET_KEY": "k", "MODEL_BACKEND": "mock"}, "production cannot run MODEL_BACKEND=mock"),
+        ({"SECRET_KEY": LONG_KEY, "MODEL_BACKEND": "mock"}, "production cannot run MODEL_BACKEND=mock"),
         (
-            {"SECRET_KEY": "k", "MODEL_BACKEND": "local", "USE_MOCKS": "true"},
+            {"SECRET_KEY": LONG_KEY, "MODEL_BACKEND": "local", "USE_MOCKS": "true"},
             "production cannot run with USE_MOCKS=true",
         ),
     ],
@@ -117,6 +138,155 @@ def test_production_refuses_unsafe_settings(monkeypatch: pytest.MonkeyPatch, env
         load_settings()
 
 
+def set_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+def refusal(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> str:
+    set_env(monkeypatch, env)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    return str(caught.value)
+
+
+def test_production_starts_from_its_yaml_with_the_runbook_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, PRODUCTION)
+    s = load_settings()
+    assert (s.model_backend, s.log_level, s.log_format, s.sip.enabled) == ("local", "INFO", "json", False)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable", "fix"),
+    [
+        ({"SECRET_KEY": "x" * 31}, "SECRET_KEY", "at least 32 characters"),
+        ({"LOG_LEVEL": "debug"}, "LOG_LEVEL=DEBUG", "set LOG_LEVEL=INFO"),
+        ({"LOG_FORMAT": "text"}, "LOG_FORMAT", "LOG_FORMAT=json"),
+        (
+            {"SIP__ENABLED": "true", "SIP__ALLOWED_PEERS": '["0.0.0.0/0"]'},
+            "SIP__ALLOWED_PEERS",
+            "SIP__DIGEST_",
+        ),
+        (
+            {"SIP__ENABLED": "true", "SIP__ALLOWED_PEERS": '["10.0.0.0/8", "::/0"]'},
+            "SIP__ALLOWED_PEERS",
+            "DIGEST",
+        ),
+        (
+            {"SIP__ENABLED": "true", "SIP__ALLOWED_PEERS": '["0.0.0.0/0"]', "SIP__DIGEST_USERNAME": "trunk"},
+            "SIP__DIGEST_PASSWORD",
+            "SIP__ALLOWED_PEERS",
+        ),
+        (
+            {"MODEL_BACKEND": "openai", "LLM__OPENAI_BASE_URL": "http://gpu-host:8000/v1"},
+            "LLM__OPENAI_BASE_URL",
+            "https://",
+        ),
+        ({"LLM__OPENAI_BASE_URL": "http://10.0.0.7:8000/v1"}, "LLM__OPENAI_BASE_URL", "https://"),
+        ({"LLM__GEMINI_BASE_URL": "http://gemini.example.org"}, "LLM__GEMINI_BASE_URL", "https://"),
+    ],
+)
+def test_production_refuses_each_unsafe_setting_with_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, env: dict, variable: str, fix: str
+) -> None:
+    message = refusal(monkeypatch, PRODUCTION | env)
+    assert variable in message and fix in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"SIP__ENABLED": "true"},  # the loopback allow-list
+        {"SIP__ENABLED": "true", "SIP__ALLOWED_PEERS": '["203.0.113.0/24"]'},
+        {
+            "SIP__ENABLED": "true",
+            "SIP__ALLOWED_PEERS": '["0.0.0.0/0"]',
+            "SIP__DIGEST_USERNAME": "trunk",
+            "SIP__DIGEST_PASSWORD": "a long trunk password",
+        },
+        {"MODEL_BACKEND": "openai", "LLM__OPENAI_BASE_URL": "https://gpu-host:8000/v1"},
+        {"MODEL_BACKEND": "openai", "LLM__OPENAI_BASE_URL": "http://127.0.0.1:8000/v1"},
+        {"MODEL_BACKEND": "openai", "LLM__OPENAI_BASE_URL": "http://localhost:8000/v1"},
+        {"MODEL_BACKEND": "openai", "LLM__OPENAI_BASE_URL": "http://[::1]:8000/v1"},
+        {"LOG_LEVEL": "warning"},
+    ],
+)
+def test_production_accepts_the_safe_shapes_of_the_same_settings(
+    monkeypatch: pytest.MonkeyPatch, env: dict
+) -> None:
+    set_env(monkeypatch, PRODUCTION | env)
+    assert load_settings().app_env == "production"
+
+
+def test_development_still_accepts_what_only_production_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(
+        monkeypatch,
+        {
+            "SECRET_KEY": "short",
+            "LOG_LEVEL": "debug",
+            "SIP__ENABLED": "true",
+            "SIP__ALLOWED_PEERS": '["0.0.0.0/0"]',
+            "LLM__OPENAI_BASE_URL": "http://gpu-host:8000/v1",
+        },
+    )
+    s = load_settings()
+    assert (s.log_level, s.log_format, s.sip.allowed_peers) == ("DEBUG", "text", ["0.0.0.0/0"])
+
+
+@pytest.mark.parametrize("app_env", ["development", "staging", "production"])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LOG_LEVEL", "LOUD"),
+        ("LOG_LEVEL", "WARN"),
+        ("LLM__TIMEOUT_S", "0"),
+        ("LLM__TIMEOUT_S", "-5"),
+        ("LLM__TIMEOUT_S", "121"),
+        ("LLM__TIMEOUT_S", "31536000"),
+        ("VOICE__COMPLETE_STOP_S", "0"),
+        ("VOICE__TURN_STOP_S", "3600"),
+        ("SIP__RTP_TIMEOUT_S", "0"),
+        ("SIP__RTP_TIMEOUT_S", "86400"),
+        ("CLINICIAN__SESSION_MAX_AGE_S", "0"),
+        ("CLINICIAN__SESSION_MAX_AGE_S", "31536000"),
+        ("CLINICIAN__PATIENT_TOKEN_TTL_S", "-1"),
+        ("CLINICIAN__REASSURE_EVERY_S", "0"),
+        ("CLINICIAN__REASSURE_EVERY_S", "-1"),
+        ("CLINICIAN__REPEAT_EMERGENCY_AFTER_S", "0"),
+        ("CLINICIAN__REPEAT_EMERGENCY_AFTER_S", "1e9"),
+        ("SAFETY__EMERGENCY_NUMBER", ""),
+        ("SAFETY__EMERGENCY_NUMBER", "1"),
+        ("SAFETY__EMERGENCY_NUMBER", "1234567"),
+        ("SAFETY__EMERGENCY_NUMBER", "91l"),
+        ("SAFETY__EMERGENCY_NUMBER", "+44 999"),
+        ("SIP__ALLOWED_PEERS", '["trunk.example.org"]'),
+    ],
+)
+def test_every_environment_refuses_values_that_break_the_agent_later(
+    monkeypatch: pytest.MonkeyPatch, app_env: str, name: str, value: str
+) -> None:
+    message = refusal(monkeypatch, PRODUCTION | {"APP_ENV": app_env, name: value})
+    assert message.startswith(name), message  # one line that begins with the variable to fix
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "read"),
+    [
+        ("LOG_LEVEL", "error", lambda s: s.log_level == "ERROR"),
+        ("LLM__TIMEOUT_S", "120", lambda s: s.llm.timeout_s == 120),
+        ("SAFETY__EMERGENCY_NUMBER", "000", lambda s: s.safety.emergency_number == "000"),
+        ("SAFETY__EMERGENCY_NUMBER", "112", lambda s: s.safety.emergency_number == "112"),
+        ("CLINICIAN__REASSURE_EVERY_S", "0.2", lambda s: s.clinician.reassure_every_s == 0.2),
+    ],
+)
+def test_the_edges_of_the_bounds_are_accepted(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, read
+) -> None:
+    monkeypatch.setenv(name, value)
+    assert read(load_settings())
+
+
 def test_the_server_refuses_to_start_in_production_without_a_secret_key(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in RUNBOOK_VARS}
     env["APP_ENV"] = "production"
@@ -125,3 +295,15 @@ def test_the_server_refuses_to_start_in_production_without_a_secret_key(tmp_path
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == "refusing to start: production needs SECRET_KEY"
+
+
+def test_the_server_refuses_to_start_with_an_unknown_log_level(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in RUNBOOK_VARS + CHECKED_VARS}
+    env["LOG_LEVEL"] = "LOUD"
+    proc = subprocess.run(
+        [sys.executable, "-m", "web"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "refusing to start: LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not 'LOUD'"
+    )
