@@ -6,7 +6,10 @@ the escalation processor reads it too). The reply streams as ``LLMTextFrame`` pi
 ``LLMFullResponseStart/EndFrame``, like any pipecat LLM service, so the spoken guard and the TTS
 downstream work sentence by sentence. An interruption (barge-in, escalation) cancels the reply
 in flight. Errors, timeouts and empty replies become a ``BrainFailedFrame``: the escalation
-processor turns that into an escalation, so the agent never falls silent.
+processor turns that into an escalation, so the agent never falls silent. There are two clocks:
+the first words must come within ``first_text_timeout_s``, and the whole reply within
+``REPLY_DEADLINE_FACTOR`` times that, so a backend that trickles a word now and then cannot
+keep the patient waiting for ever.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from pipeline.frames import (
 )
 
 log = logging.getLogger(__name__)
+REPLY_DEADLINE_FACTOR = 3.0  # the whole reply, in multiples of the time allowed for its first words
 
 
 class BrainProcessor(FrameProcessor):
@@ -112,12 +116,15 @@ class BrainProcessor(FrameProcessor):
         await self.push_frame(LLMFullResponseStartFrame())
         produced = False
         failure = ""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout_s * REPLY_DEADLINE_FACTOR
         try:
             stream = self._backend.reply(request).__aiter__()
             while True:
+                piece_timeout = self._timeout_s if not produced else self._timeout_s * 2
+                timeout = min(piece_timeout, deadline - loop.time())
                 try:
-                    timeout = self._timeout_s if not produced else self._timeout_s * 2
-                    piece = await asyncio.wait_for(stream.__anext__(), timeout=timeout)
+                    piece = await asyncio.wait_for(stream.__anext__(), timeout=max(timeout, 0.0))
                 except StopAsyncIteration:
                     break
                 if piece:

@@ -71,6 +71,22 @@ async def test_a_backend_that_hangs_times_out_into_a_failure() -> None:
     assert [f.reason for f in down if isinstance(f, BrainFailedFrame)] == ["the brain timed out"]
 
 
+class TricklingBackend(ScriptedBackend):
+    """Answers a word at a time, each just within the per-piece wait: it would never time out."""
+
+    async def reply(self, request: BrainRequest) -> AsyncIterator[str]:
+        for _ in range(100):
+            await asyncio.sleep(self.delay_s)
+            yield "so "
+
+
+async def test_a_backend_that_trickles_text_is_stopped_by_the_whole_reply_deadline() -> None:
+    brain = BrainProcessor(TricklingBackend([], delay_s=0.15), first_text_timeout_s=0.2)
+    down, _ = await run_test(brain, frames_to_send=[patient("hi"), SleepFrame(sleep=1.0)])
+    assert [f.reason for f in down if isinstance(f, BrainFailedFrame)] == ["the brain timed out"]
+    assert texts(down).count("so ") <= 4  # stopped at 3 x 0.2 s, not after 100 words
+
+
 async def test_an_empty_reply_is_a_failure() -> None:
     down, _ = await run_test(BrainProcessor(ScriptedBackend(["", "  "])), frames_to_send=[patient("hi")])
     assert [f.reason for f in down if isinstance(f, BrainFailedFrame)] == ["the brain produced no reply"]
