@@ -148,6 +148,8 @@ class ClinicianPresenceProcessor(FrameProcessor):
         data = {"type": "clinician", "status": "left", "outcome": outcome.value}
         await self.push_frame(RTVIServerMessageFrame(data=data))
         if outcome == ClinicianExit.ENDED:
+            self._level = None  # nobody is coming any more: no more promises of a clinician
+            await self._stop_waiting()
             await self._say("Thank you for talking with us today. This session is ending now. Take care.")
             return
         self._level, self._told = None, False  # the clinician has seen the patient: the interview goes on

@@ -359,8 +359,10 @@ def clinician_routes(
             outcome = EscalationOutcome(said)
         except ValueError:
             return _error(400, f"The outcome is one of: {', '.join(OUTCOMES)}.")
-        if record.status == JOINED and rooms.is_live(record.session_id):
-            await rooms.end(record.session_id)  # the clinician is in the room: the session ends
+        if record.status in (CLAIMED, JOINED) and rooms.is_live(record.session_id):
+            # The clinician is in the room, or ends it without joining (a referral, a call to the
+            # emergency services): either way nobody is coming, so the session says goodbye and ends.
+            await rooms.end(record.session_id)
         await queue.end(record.id, clinician.username, outcome)
         act(AuditEvent.END, clinician, record, outcome)
         return _json(view(record))

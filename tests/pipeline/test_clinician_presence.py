@@ -141,6 +141,24 @@ async def test_ending_the_session_says_goodbye(tmp_path: Path) -> None:
     assert not any(isinstance(f, EscalationResolvedFrame) for f in up)
 
 
+async def test_an_escalation_ended_before_a_clinician_joined_says_goodbye_and_promises_nobody() -> None:
+    down, _ = await run_test(
+        ClinicianPresenceProcessor(),
+        frames_to_send=[
+            escalation_frame(Urgency.URGENT),
+            AgentLineFrame(text="I'm connecting you with a clinician now."),
+            SleepFrame(sleep=0.05),  # a system frame would overtake the message
+            ClinicianLeftFrame(clinician="the clinician", outcome=ClinicianExit.ENDED),  # ended from claimed
+            SleepFrame(sleep=0.05),
+            patient("Hello? Is anyone coming?"),
+        ],
+    )
+    assert lines(down) == [
+        "I'm connecting you with a clinician now.",
+        "Thank you for talking with us today. This session is ending now. Take care.",
+    ]  # and no company line promising a clinician after it
+
+
 async def test_a_waiting_patient_is_reassured_and_given_the_emergency_advice_after_a_long_wait(
     tmp_path: Path,
 ) -> None:

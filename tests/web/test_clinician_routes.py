@@ -292,6 +292,20 @@ async def test_a_clinician_takes_an_escalation_from_claim_to_end(console: Consol
     assert console.audit.entries()[-1]["code"] == "referred"
 
 
+async def test_ending_a_claimed_escalation_without_joining_ends_the_waiting_patients_session(
+    console: Console,
+) -> None:
+    record = escalation()
+    await console.queue.add(record)
+    async with console.client() as client:
+        headers = await sign_in(client)
+        await client.post(api(record, "claim"), headers=headers)
+        ended = await client.post(api(record, "end"), headers=headers, json={"outcome": "emergency_services"})
+
+    assert ended.json()["status"] == "ended"
+    assert console.rooms.calls == [("end", "room-a")]  # the patient is not left waiting for nobody
+
+
 async def test_an_outcome_that_is_not_one_of_the_outcomes_is_refused(console: Console) -> None:
     record = escalation()
     await console.queue.add(record)
