@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from configs.logs import setup_logging
+from agent.redacted_logs import setup_redacted_logging
 from configs.settings import hub_offline_environment, load_settings
 from tools.bench_paths import machine, run_one, synthesize_turns
 from tools.bench_phone import compare, print_comparison
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phone", action="store_true", help="the browser path against the phone path")
     args = parser.parse_args(argv)
     hub_offline_environment()
-    setup_logging(os.environ.get("BENCH_LOG_LEVEL", "WARNING"), "text")
+    setup_redacted_logging(os.environ.get("BENCH_LOG_LEVEL", "WARNING"), "text")
     if args.phone:
         comparison = asyncio.run(compare(args.turns))
         if args.json:

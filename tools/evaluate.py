@@ -44,6 +44,7 @@ import agent
 from agent.channel import Channel
 from agent.pii import redact
 from agent.policy import Urgency
+from agent.redacted_logs import setup_redacted_logging
 from agent.simulator import SimulatedPatient
 from configs.logs import make_handler, session_id_var
 from configs.settings import Settings, hub_offline_environment, load_settings
@@ -523,12 +524,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     hub_offline_environment()
+    # stderr: warnings and errors only (pipecat's too, never its debug output), every one redacted;
+    # the root at INFO so that each session's captured lines (_CapturedLogs) are all it would write.
+    setup_redacted_logging("WARNING", "text")
     logging.getLogger().setLevel(logging.INFO)
-    for noisy in ("presidio-analyzer", "presidio-anonymizer", "faster_whisper"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    from loguru import logger
-
-    logger.remove()  # pipecat's own debug output is not part of the report
     splits = SPLITS if "all" in args.split else tuple(dict.fromkeys(args.split))
     scenarios = [s for split in splits for s in load_conversations(split)]
     if args.audio or args.heard:

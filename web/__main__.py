@@ -6,7 +6,7 @@ import sys
 
 import uvicorn
 
-from configs.logs import setup_logging
+from agent.redacted_logs import setup_redacted_logging
 from configs.settings import ConfigError, hub_offline_environment, load_settings
 
 
@@ -17,7 +17,7 @@ def main() -> int:
     except ConfigError as exc:
         print(f"refusing to start: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level, settings.log_format)
+    setup_redacted_logging(settings.log_level, settings.log_format)
     from web.app import create_app
 
     try:

@@ -12,14 +12,14 @@ import contextlib
 import signal
 import sys
 
-from configs.logs import setup_logging
+from agent.redacted_logs import setup_redacted_logging
 from configs.settings import ConfigError, hub_offline_environment, load_settings
 from web.product import build_product
 
 
 async def serve() -> None:
     settings = load_settings()
-    setup_logging(settings.log_level, settings.log_format)
+    setup_redacted_logging(settings.log_level, settings.log_format)
     product = build_product(settings, phone=True)
     await product.start()
     assert product.phone is not None
