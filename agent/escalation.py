@@ -11,7 +11,9 @@ the JSON's strings.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -22,6 +24,8 @@ from typing import Any
 
 from agent.channel import Channel
 from agent.policy import Urgency
+
+log = logging.getLogger(__name__)
 
 
 class EscalationStatus(StrEnum):
@@ -105,29 +109,125 @@ class EscalationRecord:
 
 
 class EscalationStore:
-    """One JSON file per escalation under ``directory`` (created on first use)."""
+    """One JSON file per escalation under ``directory`` (created 0700 on first use).
+
+    Each file is written 0600 whatever the umask (it carries a camera frame and a transcript),
+    to a temporary file in the same folder first, flushed to disk and then renamed over the old
+    one: a crash or a full disk leaves the previous version whole, never half a record. Reading
+    them all skips a file that is not a record (``unreadable``, by file name only); ``purge``
+    deletes the ended ones past the retention.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self.unreadable: list[str] = []  # file names skipped by the last ``all()``
 
     def save(self, record: EscalationRecord) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self.directory / f"{record.id}.json"
-        partial = path.with_suffix(".json.partial")
-        partial.write_text(json.dumps(record.to_dict(), indent=2))
-        os.replace(partial, path)
+        data = json.dumps(record.to_dict(), indent=2).encode()
+        partial = self.directory / f".{record.id}.{uuid.uuid4().hex[:8]}.partial"
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            try:
+                os.fchmod(fd, 0o600)  # whatever the umask
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(partial, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            raise
         return path
 
     def load(self, record_id: str) -> EscalationRecord:
-        return EscalationRecord.from_dict(json.loads((self.directory / f"{record_id}.json").read_text()))
+        return _read_record(self.directory / f"{record_id}.json")
 
     def all(self) -> list[EscalationRecord]:
+        """Every readable record, oldest first; the names of the others go to ``unreadable``."""
+        records, self.unreadable = [], []
+        for path in self._files():
+            try:
+                records.append(_read_record(path))
+            except UnreadableRecord:
+                self.unreadable.append(path.name)
+                log.warning("escalation file %s is not a readable record; skipped", path.name)
+        return sorted(records, key=lambda r: r.created_at)
+
+    def purge(self, older_than: datetime, *, dry_run: bool = False) -> PurgeReport:
+        """Delete the ended records whose end is before ``older_than`` (none with ``dry_run``)."""
+        report = PurgeReport(dry_run=dry_run)
+        for path in self._files():
+            try:
+                record = _read_record(path)
+            except UnreadableRecord:
+                report.unreadable += 1
+                continue
+            ended = ended_at(record)
+            if ended is None:
+                report.active += 1
+            elif ended >= older_than:
+                report.kept += 1
+            else:
+                if not dry_run:
+                    path.unlink(missing_ok=True)
+                report.deleted += 1
+        return report
+
+    def _files(self) -> list[Path]:
         if not self.directory.exists():
             return []
-        records = [
-            EscalationRecord.from_dict(json.loads(p.read_text())) for p in self.directory.glob("*.json")
-        ]
-        return sorted(records, key=lambda r: r.created_at)
+        return sorted(self.directory.glob("*.json"))
+
+
+class UnreadableRecord(ValueError):
+    """A file in the escalations folder that is not a record (not JSON, or not its fields)."""
+
+
+def _read_record(path: Path) -> EscalationRecord:
+    try:
+        data = json.loads(path.read_bytes())
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+        return EscalationRecord.from_dict(data)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise UnreadableRecord(path.name) from exc
+
+
+def ended_at(record: EscalationRecord) -> datetime | None:
+    """When an ended escalation ended (its last ``ended`` event), or None while it is not ended."""
+    if record.status != EscalationStatus.ENDED:
+        return None
+    for event in reversed(record.events):
+        if event.get("event") == "ended":
+            try:
+                at = datetime.fromisoformat(event["at"])
+            except (KeyError, TypeError, ValueError):
+                break
+            return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    try:  # an ended record without its event: counted from when it was raised
+        created = datetime.fromisoformat(record.created_at)
+    except ValueError:
+        return None
+    return created if created.tzinfo is not None else created.replace(tzinfo=UTC)
+
+
+@dataclass
+class PurgeReport:
+    """What a purge did (or, with ``dry_run``, would do), in counts only."""
+
+    dry_run: bool = False
+    deleted: int = 0  # ended before the cut-off
+    kept: int = 0  # ended since
+    active: int = 0  # not ended: never purged
+    unreadable: int = 0  # not a record: left for a person to look at
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 # --- what the agent says ------------------------------------------------------------------

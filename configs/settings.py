@@ -201,6 +201,20 @@ class ClinicianSettings(BaseModel):
         return _duration(f"CLINICIAN__{info.field_name.upper()}", value, 30 * MINUTE)
 
 
+class EscalationSettings(BaseModel):
+    """The stored escalation records (``ESCALATIONS_DIR``): how long an ended one is kept."""
+
+    # ``python -m web.purge`` deletes ended records older than this (by when they ended).
+    retention_days: int = 30
+
+    @field_validator("retention_days")
+    @classmethod
+    def _retention_is_positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError(f"ESCALATIONS__RETENTION_DAYS must be more than 0 days, not {value}")
+        return value
+
+
 class Settings(BaseSettings):
     """Everything the service reads at start-up; nothing else reads the environment."""
 
@@ -233,6 +247,7 @@ class Settings(BaseSettings):
     safety: SafetySettings = Field(default_factory=SafetySettings)
     sip: SipSettings = Field(default_factory=SipSettings)
     clinician: ClinicianSettings = Field(default_factory=ClinicianSettings)
+    escalations: EscalationSettings = Field(default_factory=EscalationSettings)
 
     @field_validator("log_level")
     @classmethod

@@ -4,13 +4,18 @@ An entry holds the UTC time, the event, the clinician's username (staff, not pat
 escalation and session ids and, for some events, a short code (an outcome, a refusal reason).
 It never holds what a patient said, their name or their number: entries are built from those
 fields only, and a code must be one of ``CODES``.
+
+Entries are appended on one writer thread, in order, so a slow or hung disk never holds up the
+event loop; the file is 0600 whatever the umask, and each entry is flushed to disk. A failed
+append is logged (its kind only) and kept in ``storage_problem``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -18,6 +23,8 @@ from typing import Any
 
 from agent.escalation import EscalationOutcome
 from configs.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class AuditEvent(StrEnum):
@@ -45,7 +52,8 @@ class AuditLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-log")
+        self.storage_problem: dict[str, str] | None = None  # the last failed append: kind and time
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuditLog:
@@ -60,7 +68,7 @@ class AuditLog:
         session_id: str | None = None,
         code: str | None = None,
     ) -> dict[str, Any]:
-        """Append an entry and return it."""
+        """Queue an entry for appending (on the writer thread) and return it."""
         if code is not None and code not in CODES:
             raise ValueError(f"unknown audit code {code!r}")
         entry: dict[str, Any] = {
@@ -73,17 +81,35 @@ class AuditLog:
         if code is not None:
             entry["code"] = str(code)  # an outcome enum as its plain value
         line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, line)
-            finally:
-                os.close(fd)
+        self._writer.submit(self._append, line).add_done_callback(self._appended)
         return entry
 
+    def flush(self) -> None:
+        """Wait (this thread) until every entry queued so far is written."""
+        self._writer.submit(lambda: None).result()
+
     def entries(self) -> list[dict[str, Any]]:
-        """Every entry so far, oldest first."""
+        """Every entry so far, oldest first (after the queued ones are written; for tests and tools)."""
+        return self._writer.submit(self._read).result()
+
+    def _append(self, line: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask, and a file made before
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _appended(self, done: Future[None]) -> None:
+        error = None if done.cancelled() else done.exception()
+        if error is not None:
+            kind = type(error).__name__
+            self.storage_problem = {"kind": kind, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+            log.error("audit entry could not be written (%s)", kind)
+
+    def _read(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]

@@ -8,6 +8,13 @@ back to waiting. An escalation moves waiting -> claimed -> joined <-> handed_bac
 the clinician who claimed it moves it on, a claim not followed by a join within
 ``claim_timeout_s`` goes back to waiting, and every move is written into ``record.events`` (who
 and when).
+
+Storage never holds up the event loop: every write goes, as a snapshot, to one writer thread
+(writes stay in order), so a hung or slow disk delays the files, not the sessions. A write that
+fails or hangs shows in ``storage_status()`` (``/health`` says ``degraded``); a record file that
+cannot be read at start is skipped and counted, and the others load. An ended escalation stays
+in the list for ``ended_grace_s`` (the console shows it as ended), then leaves memory; its file
+stays until ``python -m web.purge`` deletes it past the retention.
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -32,6 +41,13 @@ ENDED = EscalationStatus.ENDED
 ACTIVE = (WAITING, CLAIMED, JOINED, HANDED_BACK)
 OUTCOMES = tuple(EscalationOutcome)
 SYSTEM = "system"
+# The console shows an ended escalation this long (seconds), then it drops out of the list and
+# of memory; its record stays on disk until the retention purge (``python -m web.purge``).
+ENDED_GRACE_S = 10 * 60.0
+# A write still not done after this long (seconds) counts as failing storage: a hung disk.
+STALLED_AFTER_S = 30.0
+# How long ``close`` waits for the writes still queued (a hung disk must not hang the shutdown).
+CLOSE_FLUSH_S = 10.0
 log = logging.getLogger(__name__)
 
 
@@ -137,17 +153,36 @@ class Subscription:
 class EscalationQueue:
     """Every escalation of this process, and the ones still waiting from before."""
 
-    def __init__(self, store: EscalationStore, *, claim_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        store: EscalationStore,
+        *,
+        claim_timeout_s: float = 120.0,
+        ended_grace_s: float = ENDED_GRACE_S,
+        stalled_after_s: float = STALLED_AFTER_S,
+    ) -> None:
         self.store = store
         self.claim_timeout_s = claim_timeout_s
+        self.ended_grace_s = ended_grace_s
+        self.stalled_after_s = stalled_after_s
         self._records: dict[str, EscalationRecord] = {}
         self._lock = asyncio.Lock()
         self._claim_timers: dict[str, asyncio.Task[None]] = {}
+        self._evict_timers: dict[str, asyncio.Task[None]] = {}
         self._subscribers: set[Subscription] = set()
+        self._writer: ThreadPoolExecutor | None = None
+        self._writes: dict[asyncio.Future[object], tuple[str, float]] = {}  # pending: id, started
+        self._failed: set[str] = set()  # records whose latest write failed
+        self.storage_problem: dict[str, str] | None = None  # the last failure: kind and time only
+        self.unreadable_at_start = 0
         self._load()
 
     def _load(self) -> None:
-        for record in self.store.all():
+        records = self.store.all()
+        self.unreadable_at_start = len(self.store.unreadable)
+        if self.unreadable_at_start:
+            log.warning("clinician queue: %d unreadable escalation files skipped", self.unreadable_at_start)
+        for record in records:
             if record.status == CLAIMED:  # its claim timer died with the last process
                 self._move(record, WAITING, ChangeKind.CLAIM_EXPIRED, SYSTEM)
                 record.clinician = None
@@ -175,6 +210,20 @@ class EscalationQueue:
         if not mine:
             return None
         return max(mine, key=lambda r: (r.status in ACTIVE, r.created_at))
+
+    def storage_status(self) -> dict[str, object]:
+        """``storage``: ``failing`` while a record's latest write failed or a write hangs, else ``ok``;
+        the last failure (its kind and time, nothing of the record), the writes still pending and
+        the files skipped as unreadable at start."""
+        now = time.monotonic()
+        stalled = any(now - started > self.stalled_after_s for _, started in self._writes.values())
+        return {
+            "storage": "failing" if self._failed or stalled else "ok",
+            "last_error": dict(self.storage_problem) if self.storage_problem else None,
+            "pending_writes": len(self._writes),
+            "stalled": stalled,
+            "unreadable_at_start": self.unreadable_at_start,
+        }
 
     def subscribe(self, maxsize: int = 256) -> Subscription:
         """Every change from now on (``async for change in queue.subscribe()``); close it when done."""
@@ -263,16 +312,31 @@ class EscalationQueue:
                 self._changed(record, ChangeKind.REOPENED)
             return record
 
+    async def flush(self, within_s: float | None = None) -> bool:
+        """Wait for the writes queued so far; False if some are still pending after ``within_s``."""
+        pending = list(self._writes)
+        if not pending:
+            return True
+        _, still = await asyncio.wait(pending, timeout=within_s)
+        return not still
+
     async def close(self) -> None:
-        """Stop the claim timers and end every subscription."""
-        for task in list(self._claim_timers.values()):
+        """Stop the timers, end every subscription and wait (a while) for the pending writes."""
+        timers = [*self._claim_timers.values(), *self._evict_timers.values()]
+        for task in timers:
             task.cancel()
-        for task in list(self._claim_timers.values()):
+        for task in timers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._claim_timers.clear()
+        self._evict_timers.clear()
         for subscription in list(self._subscribers):
             subscription.close()
+        if not await self.flush(CLOSE_FLUSH_S):
+            log.error("clinician queue: %d escalation writes still pending at close", len(self._writes))
+        if self._writer is not None:
+            self._writer.shutdown(wait=False)
+            self._writer = None
 
     # --- internals ------------------------------------------------------------------------
 
@@ -300,15 +364,63 @@ class EscalationQueue:
 
     def _changed(self, record: EscalationRecord, kind: ChangeKind) -> None:
         self._save(record)
+        if kind == ChangeKind.ENDED:
+            self._start_evict_timer(record.id)
+        elif kind == ChangeKind.REOPENED:
+            self._stop_evict_timer(record.id)
         change = QueueChange(kind, _snapshot(record))
         for subscription in list(self._subscribers):
             subscription.push(change)
 
     def _save(self, record: EscalationRecord) -> None:
+        """Store a snapshot of the record on the writer thread; the loop never waits for the disk."""
+        snapshot = _snapshot(record)
         try:
-            self.store.save(record)
-        except OSError:
-            log.exception("escalation %s could not be saved", record.id)
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # at start-up, before serving: written here and now
+            future: Future[object] = Future()
+            try:
+                future.set_result(self.store.save(snapshot))
+            except Exception as exc:  # noqa: BLE001 - any failure is a storage failure, reported
+                future.set_exception(exc)
+            self._written(record.id, future)
+            return
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="escalation-store")
+        write = loop.run_in_executor(self._writer, self.store.save, snapshot)
+        self._writes[write] = (record.id, time.monotonic())
+        write.add_done_callback(lambda done: self._written(self._writes.pop(done)[0], done))
+
+    def _written(self, record_id: str, done: asyncio.Future[object] | Future[object]) -> None:
+        if done.cancelled():  # the loop is closing: nothing is known about this write
+            return
+        error = done.exception()
+        if error is None:
+            self._failed.discard(record_id)  # this version is on disk: the earlier failure is repaired
+            return
+        self._failed.add(record_id)
+        kind = type(error).__name__
+        self.storage_problem = {"kind": kind, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        log.error("escalation %s could not be saved (%s)", record_id, kind)  # no path, no content
+
+    def _start_evict_timer(self, record_id: str) -> None:
+        self._stop_evict_timer(record_id)
+        self._evict_timers[record_id] = asyncio.create_task(
+            self._evict(record_id), name=f"evict-ended-{record_id}"
+        )
+
+    def _stop_evict_timer(self, record_id: str) -> None:
+        task = self._evict_timers.pop(record_id, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _evict(self, record_id: str) -> None:
+        await asyncio.sleep(self.ended_grace_s)
+        async with self._lock:
+            self._evict_timers.pop(record_id, None)
+            record = self._records.get(record_id)
+            if record is not None and record.status == ENDED:
+                del self._records[record_id]  # its file stays until the retention purge
 
     def _start_claim_timer(self, record: EscalationRecord) -> None:
         self._stop_claim_timer(record.id)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import stat
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -105,6 +108,61 @@ def test_the_log_only_grows_and_only_its_owner_can_read_it(tmp_path: Path) -> No
 
     assert [e["event"] for e in AuditLog(path).entries()] == ["sign_in", "sign_out"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_the_log_is_owner_only_even_under_a_permissive_umask_and_for_a_file_made_before(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.log"
+    path.write_text("")
+    path.chmod(0o644)  # as an older version left it
+    previous = os.umask(0)
+    try:
+        log = AuditLog(path)
+        log.record(AuditEvent.SIGN_IN, clinician="ada")
+        log.flush()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+async def test_a_hung_audit_write_does_not_hold_up_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = AuditLog(tmp_path / "audit.log")
+    release = threading.Event()
+    append = log._append
+
+    def hung_disk(line: bytes) -> None:
+        assert release.wait(10), "the test never released the write"
+        append(line)
+
+    monkeypatch.setattr(log, "_append", hung_disk)
+    beats = 0
+    async with asyncio.timeout(2):
+        log.record(AuditEvent.SIGN_IN, clinician="ada")  # returns at once: the write waits on its thread
+        log.record(AuditEvent.CLAIM, clinician="ada", escalation_id="e1")
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+            beats += 1
+    assert beats == 5
+
+    release.set()
+    assert [e["event"] for e in log.entries()] == ["sign_in", "claim"]  # in order, once written
+
+
+def test_a_failed_audit_write_is_kept_as_a_storage_problem(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    log = AuditLog(blocked / "audit.log")
+
+    log.record(AuditEvent.SIGN_IN, clinician="ada")
+    log.flush()
+
+    assert log.storage_problem is not None and log.storage_problem["kind"] in (
+        "FileExistsError",
+        "NotADirectoryError",
+    )
 
 
 def test_an_entry_cannot_carry_free_text(tmp_path: Path) -> None:

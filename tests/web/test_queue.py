@@ -1,9 +1,11 @@
-"""The clinician queue: claiming, the claim timeout, ordering, persistence and live changes."""
+"""The clinician queue: claiming, the claim timeout, ordering, persistence, live changes, storage off the
+event loop and visible when it fails, and ended escalations leaving memory."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -227,3 +229,133 @@ async def test_a_handed_back_escalation_can_wait_for_a_clinician_again(store: Es
 def test_time_waiting_is_counted_from_when_the_escalation_was_raised() -> None:
     record = escalation(minutes_ago=5)
     assert 299 <= waiting_seconds(record) <= 302
+
+
+class BlockingStore(EscalationStore):
+    """A store whose writes hang until ``release`` is set (a hung disk)."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.release = threading.Event()
+        self.started = threading.Event()
+
+    def save(self, record: EscalationRecord) -> Path:
+        self.started.set()
+        assert self.release.wait(10), "the test never released the write"
+        return super().save(record)
+
+
+class FailingStore(EscalationStore):
+    """A store whose writes fail while ``failing`` (a full or read-only disk)."""
+
+    failing = True
+
+    def save(self, record: EscalationRecord) -> Path:
+        if self.failing:
+            raise PermissionError(13, "Permission denied", str(self.directory / f"{record.id}.json"))
+        return super().save(record)
+
+
+async def test_a_hung_disk_does_not_freeze_the_queue_or_the_other_sessions(tmp_path: Path) -> None:
+    store = BlockingStore(tmp_path / "escalations")
+    queue = EscalationQueue(store, stalled_after_s=0.05)
+    first, second = escalation(session_id="a"), escalation(session_id="b")
+    beats = 0
+
+    async def heartbeat() -> None:  # another session's work on the same loop
+        nonlocal beats
+        for _ in range(10):
+            await asyncio.sleep(0.01)
+            beats += 1
+
+    async with asyncio.timeout(2):
+        await queue.add(first)  # its write hangs on the disk
+        assert await asyncio.to_thread(store.started.wait, 2)
+        await asyncio.gather(heartbeat(), queue.add(second), queue.claim(first.id, "ada"))
+
+    assert beats == 10
+    assert [r.id for r in queue.list()] == [first.id, second.id]
+    assert queue.get(first.id).clinician == "ada"
+    await asyncio.sleep(0.1)
+    assert queue.storage_status()["storage"] == "failing"  # the hang is visible
+    assert queue.storage_status()["pending_writes"] == 3
+
+    store.release.set()
+    assert await queue.flush(2)
+    assert json.loads((store.directory / f"{first.id}.json").read_text())["clinician"] == "ada"  # in order
+    assert queue.storage_status()["storage"] == "ok"
+    await queue.close()
+
+
+async def test_a_failing_disk_shows_in_the_storage_status_without_personal_data(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FailingStore(tmp_path / "escalations")
+    queue = EscalationQueue(store)
+    assert queue.storage_status() == {
+        "storage": "ok",
+        "last_error": None,
+        "pending_writes": 0,
+        "stalled": False,
+        "unreadable_at_start": 0,
+    }
+    record = escalation()
+
+    await queue.add(record)
+    await queue.flush()
+
+    assert queue.get(record.id) is not None  # the escalation still reaches the clinicians
+    status = queue.storage_status()
+    assert status["storage"] == "failing"
+    assert status["last_error"]["kind"] == "PermissionError"
+    assert datetime.fromisoformat(status["last_error"]["at"]).tzinfo is not None
+    for text in (json.dumps(status), caplog.text):
+        assert "leg" not in text and "redness" not in text and str(store.directory) not in text
+
+    store.failing = False
+    await queue.claim(record.id, "ada")  # the next write of the same record succeeds
+    await queue.flush()
+    assert queue.storage_status()["storage"] == "ok"
+    assert queue.storage_status()["last_error"]["kind"] == "PermissionError"  # still told
+    await queue.close()
+
+
+async def test_an_unreadable_file_is_skipped_and_counted_and_the_rest_load_at_start(
+    store: EscalationStore,
+) -> None:
+    queue = EscalationQueue(store)
+    waiting = [escalation(session_id="a"), escalation(session_id="b")]
+    for record in waiting:
+        await queue.add(record)
+    await queue.close()
+    (store.directory / "0badc0ffee.json").write_text('{"id": "0badc0ffee", "transcript": [')
+
+    restarted = EscalationQueue(store)
+
+    assert {r.id for r in restarted.list()} == {r.id for r in waiting}
+    assert restarted.storage_status()["unreadable_at_start"] == 1
+    assert restarted.storage_status()["storage"] == "ok"
+    await restarted.close()
+
+
+async def test_an_ended_escalation_leaves_the_list_after_the_grace_period_but_stays_on_disk(
+    store: EscalationStore,
+) -> None:
+    queue = EscalationQueue(store, ended_grace_s=0.1)
+    done, reopened, claimed = (escalation(session_id=s) for s in "abc")
+    for record in (done, reopened, claimed):
+        await queue.add(record)
+        await queue.claim(record.id, "ada")
+    await queue.end(done.id, "ada")
+    await queue.end(reopened.id, "ada")
+    await queue.reopen(reopened.id)
+    changes = queue.subscribe()
+
+    assert done.id in {r.id for r in queue.list()}  # the console shows it as ended for a while
+    await asyncio.sleep(0.3)
+
+    assert {r.id for r in queue.list()} == {reopened.id, claimed.id}
+    assert queue.get(done.id) is None and queue.for_session("a") is None
+    await queue.close()
+    assert [change async for change in changes] == []  # no console update about it either
+    assert store.load(done.id).status == "ended"  # on disk until the retention purge
