@@ -19,14 +19,21 @@ library has a pattern for:
   calling", "Jane here", "my son Lucas", "my lad, Kieran Doyle, he's ...", "Mrs O'Brien"), not
   by a model. The words after "I'm" are a name unless they are known not to be one
   (``_not_names()``: clinical and everyday words, spaCy's stop and number words, every word of
-  ``agent/findings.yaml``), or a lower-case "-ing"/"-ed" word. Name words are any letters
-  (\\p{L}: "José García", "Siobhán"); a name found once is taken out wherever else it is said;
+  ``agent/findings.yaml``), or a lower-case "-ing"/"-ed" word. Name words are any letters with
+  their accents (\\p{L}\\p{M}: "José García", "Siobhán", also typed as letter + combining mark);
+  a name found once is taken out wherever else it is said;
 - numbers said as words ("five five five, one two three ...": seven or more digit words);
-- e-mail addresses said aloud ("jane dot doe at gmail dot com");
-- dates of birth, with ordinals and years in words ("the third of March nineteen eighty");
-- where they live ("I live in Springfield", "42 Elm Street", "forty-two Mill Road", UK postcodes);
-- record, hospital and insurance numbers as Whisper writes them ("XJH4567 8821",
-  "A B C 1 2 3 4 5", "MR-00123456", "B-K-R four four nine, one seven two").
+- e-mail addresses said aloud ("jane dot doe at gmail dot com", "it's jane doe eighty five at
+  gmail": the user name goes back from "at" to the first function word);
+- dates of birth, with ordinals and years in words ("the third of March nineteen eighty"), read
+  out as numbers after "DOB" ("fourteen three eighty five"), or a full date said on its own, the
+  answer to "your date of birth?" ("14th of March 1985."). A date of onset or treatment is
+  clinical and stays, even in full ("it started on the 3rd of March 2024"); a bare full date with
+  nothing else in the sentence is taken for a date of birth;
+- where they live ("I live in Springfield, Illinois", "New York City", "42 Elm Street",
+  "forty-two Mill Road", UK postcodes);
+- record, hospital and insurance numbers as Whisper writes them ("XJH4567 8821", "XKD 4471 9920",
+  "A B C 1 2 3 4 5", "MR-00123456", "MR 00123456", "B-K-R four four nine, one seven two").
 
 Context is part of each rule ("my hospital number is ...") rather than Presidio's context
 enhancement: the enhancer scores any match with a context word among the five words before it,
@@ -146,6 +153,11 @@ NAMES_THAT_ARE_WORDS = frozenset(
 NAMES_LIKE_VERBS = frozenset(
     "ahmed mohammed muhammed mohamed alfred wilfred winifred mildred manfred jared sterling irving".split()
 )
+# Words of a place's name that are also everyday words, so not names: "New York City", "Little Rock".
+PLACE_WORDS = frozenset(
+    "new old great little upper lower north south east west saint st city town village county state bay "
+    "beach park hill hills heights springs falls valley island isle lake port fort mount bridge green".split()
+)
 # Small words inside a name or place: "María de la Cruz", "Newcastle upon Tyne".
 NAME_PARTICLES = frozenset("van von de del della der den da di du la le bin ibn al el upon on under".split())
 
@@ -210,7 +222,9 @@ def _verb_form(word: str) -> bool:
 # --- the spoken rules ---------------------------------------------------------------------------
 
 _APOS = "['’]"
-_WORD = r"\p{L}+(?:['’\-]\p{L}+)*"  # a name word in any alphabet: José, O'Brien, Smith-Jones
+# A letter and its combining accents: "José" typed as "e" + U+0301 is one word, not "Jos" + "é".
+_LETTERS = r"\p{L}[\p{L}\p{M}]*"
+_WORD = rf"{_LETTERS}(?:['’\-]{_LETTERS})*"  # a name word in any alphabet: José, O'Brien, Smith-Jones
 _NAME = rf"(?P<pii>{_WORD}(?:[ \t]+{_WORD}){{0,3}})"  # up to four; _is_name decides how many
 _DIGIT_WORD = r"(?:zero|oh|o|nought|one|two|three|four|five|six|seven|eight|nine|double|triple)"
 _UNITS = r"(?:one|two|three|four|five|six|seven|eight|nine)"
@@ -243,7 +257,7 @@ _SPOKEN_NUMBER = (
 )
 _HOUSE_NUMBER = rf"(?:\d{{1,5}}[a-z]?|{_SPOKEN_NUMBER})"
 # A capitalised word of a street's name: "Mill", "Oakfield", "St. John's", "Saint-Denis".
-_CAPITALISED = r"(?-i:(?:St|Mt)\.|\p{Lu}[\p{L}'’\-]*)"
+_CAPITALISED = r"(?-i:(?:St|Mt)\.|\p{Lu}[\p{L}\p{M}'’\-]*)"
 _STREET = (
     r"(?:street|st|avenue|ave|road|rd|lane|ln|drive|dr|boulevard|blvd|court|ct|way|place|pl|terrace|"
     r"close|crescent|square|sq|parkway|pkwy|highway|hwy|circle|cir|row|gardens|grove|hill|mews)"
@@ -267,8 +281,19 @@ _ID_PIECE = rf"(?:(?-i:\b\p{{Lu}}{{1,4}}\b)|\p{{L}}*\d[\p{{L}}\d]*|\b{_DIGIT_WOR
 # as Whisper groups them ("four four nine, one seven two").
 _ID_GAP = rf"(?:[\s\-./]{{1,2}}|,\s*(?=\b{_DIGIT_WORD}\b))"
 _TLD = r"(?:com|net|org|edu|gov|info|biz|io|me|co|ac|uk|us|ca|au|nz|ie|de|fr|es|it|nl|in)"
-_EMAIL_WORD = r"[\p{L}\d][\p{L}\d_\-]*"
+_EMAIL_WORD = r"[\p{L}\d][\p{L}\p{M}\d_\-]*"
 _EMAIL_DOT = r"(?:\.|\s+dot\s+)"
+# Mail services people name without the ".com" ("at gmail"), as Whisper writes them ("g mail").
+_MAIL_PROVIDER = (
+    r"(?:g[\s\-]?mail|googlemail|hotmail|outlook|yahoo|icloud|aol|proton\s?mail|btinternet|comcast|msn)"
+)
+# A full date: day, month AND year, in digits or words ("the 14th of March, 1985", "03/14/1985").
+_FULL_DATE = (
+    rf"(?:\d{{1,2}}[/.\-]\d{{1,2}}[/.\-]\d{{2,4}}|\d{{4}}-\d{{2}}-\d{{2}}|"
+    rf"(?:the\s+)?{_DAY}\s+(?:of\s+)?{_MONTH},?\s+{_YEAR}|{_MONTH}\s+(?:the\s+)?{_DAY},?\s+{_YEAR})\b"
+)
+# One number as said in a date read out: "14", "fourteen", "oh", "eighty".
+_NUMBER_TOKEN = rf"(?:\d{{1,4}}|{_DIGIT_WORD}|{_TEENS}|{_TENS}|ten|{_ORDINAL_DAY})"
 _RELATIVE = (
     r"(?:son|daughter|child|kid|boy|girl|baby|husband|wife|partner|mum|mom|mother|father|dad|brother|"
     r"sister|grandson|granddaughter|grandma|grandmother|grandpa|grandfather|friend|neighbour|"
@@ -276,11 +301,11 @@ _RELATIVE = (
 )
 # Who a name set off by commas belongs to: "my lad, Kieran Doyle, ...", "a nurse myself, Yetunde Okafor, ...".
 _PERSON_WORD = (
-    rf"(?:\bmy\s+(?:little\s+|baby\s+|eldest\s+|youngest\s+|older\s+|younger\s+)?{_RELATIVE}|"
+    rf"(?:\b(?:my|our)\s+(?:little\s+|baby\s+|eldest\s+|youngest\s+|older\s+|younger\s+)?{_RELATIVE}|"
     r"\bmyself|\bnurse|\bpatient)"
 )
 # A capitalised name word in any alphabet: "Yetunde", "O'Brien", "Mackenzie-Ross", "Zoë".
-_CAPITALISED_NAME = r"(?-i:\p{Lu}\p{L}*(?:['’\-]\p{L}+)*)"
+_CAPITALISED_NAME = r"(?-i:\p{Lu}[\p{L}\p{M}]*(?:['’\-]\p{L}[\p{L}\p{M}]*)*)"
 
 
 class Rule(NamedTuple):
@@ -292,7 +317,9 @@ class Rule(NamedTuple):
     score: float = 0.8
     # How the span is cut to the data: "" as matched; "name"/"maybe"/"cased" the leading
     # words that _is_name accepts; "address" up to the first clause word ("and", "but" ...);
-    # "id" from the first to the last piece with a digit, if it has four digits or more.
+    # "id" from the first to the last piece with a digit, if it has four digits or more;
+    # "place" capitalised place words, and ", State" after them; "email" the domain and the
+    # user name said before it.
     words: str = ""
 
 
@@ -338,8 +365,8 @@ SPOKEN: list[Rule] = [
     ),
     Rule(
         "PERSON",
-        "a relative by name: 'my son Lucas has a rash' ('my son keeps scratching' is not)",
-        rf"\bmy\s+(?:little\s+|baby\s+|eldest\s+|youngest\s+|older\s+|younger\s+)?{_RELATIVE},?\s+{_NAME}",
+        "a relative by name: 'my son Lucas has a rash', 'our son Lucas' ('my son keeps scratching' is not)",
+        rf"\b(?:my|our)\s+(?:little\s+|baby\s+|eldest\s+|youngest\s+|older\s+|younger\s+)?{_RELATIVE},?\s+{_NAME}",
         0.7,
         "cased",
     ),
@@ -359,6 +386,14 @@ SPOKEN: list[Rule] = [
         rf"(?-i:\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Doctor|Prof|Professor)\b)\.?\s+{_NAME}",
         0.75,
         "cased",
+    ),
+    Rule(
+        "PERSON",
+        "... in lower case where the title means nothing else: 'mrs o'brien here', 'mr. patel' "
+        "('ms', 'miss', 'dr', 'mr' without its dot are other words too: MS, an MR scan)",
+        rf"\b(?:mrs\.?|mr\.)\s+{_NAME}",
+        0.75,
+        "maybe",
     ),
     # --- numbers said aloud
     Rule(
@@ -392,16 +427,18 @@ SPOKEN: list[Rule] = [
     # --- e-mail said aloud
     Rule(
         "EMAIL_ADDRESS",
-        "an e-mail address said aloud: 'jane dot doe at gmail dot com'",
-        rf"(?P<pii>\b{_EMAIL_WORD}(?:(?:{_EMAIL_DOT}|\s+(?:underscore|dash|hyphen)\s+){_EMAIL_WORD}){{0,4}}"
-        rf"\s+(?:at|@)\s+{_EMAIL_WORD}(?:{_EMAIL_DOT}{_EMAIL_WORD}){{0,3}}{_EMAIL_DOT}{_TLD})\b",
+        "an e-mail address said aloud: 'jane dot doe at gmail dot com', 'jane doe eighty five at gmail'; "
+        "the words before 'at' back to the first function word ('it's', 'me', 'is') are the user name",
+        rf"(?<=\S\s+)(?P<pii>(?:at|@)\s+(?:{_EMAIL_WORD}(?:{_EMAIL_DOT}{_EMAIL_WORD}){{0,3}}{_EMAIL_DOT}{_TLD}|"
+        rf"{_MAIL_PROVIDER}(?:{_EMAIL_DOT}{_EMAIL_WORD}){{0,3}}))\b",
         0.8,
+        "email",
     ),
     Rule(
         "EMAIL_ADDRESS",
-        "all of what follows 'my email is' up to the domain: 'jane doe at gmail dot com'",
+        "all of what follows 'my email is' up to the domain: 'jane doe at gmail dot com', '... at gmail'",
         rf"\be-?mail(?:\s+address)?(?:\s+is|\s+me\s+at|:)?\s+"
-        rf"(?P<pii>[^,;!?]{{1,60}}?(?:{_EMAIL_DOT}{_TLD}\b)+)",
+        rf"(?P<pii>[^,;!?]{{1,60}}?(?:(?:{_EMAIL_DOT}{_TLD}\b)+|\b{_MAIL_PROVIDER}\b(?!{_EMAIL_DOT})))",
         0.8,
     ),
     # --- dates of birth
@@ -411,6 +448,22 @@ SPOKEN: list[Rule] = [
         rf"\b(?:born|date\s+of\s+birth|d\.?o\.?b\.?|birthday|birth\s*date)(?:{_APOS}s)?(?:\s*(?:is|was|on|in|:|-))*\s+"
         rf"(?P<pii>{_DATE})",
         0.9,
+    ),
+    Rule(
+        "DATE_OF_BIRTH",
+        "a date of birth read out as numbers: 'DOB fourteen three eighty five', 'date of birth 14 3 85' "
+        "(two numbers or more; not after 'born', which is followed by '3 weeks early')",
+        rf"\b(?:date\s+of\s+birth|d\.?o\.?b\.?|birthday|birth\s*date)(?:{_APOS}s)?(?:\s*(?:is|was|:|-))*\s+"
+        rf"(?P<pii>(?:the\s+)?{_NUMBER_TOKEN}\b(?:[\s,/.\-]+{_NUMBER_TOKEN}\b){{1,7}})",
+        0.9,
+    ),
+    Rule(
+        "DATE_OF_BIRTH",
+        "a full date (day, month and year) said on its own, the answer to 'your date of birth?': "
+        "'14th of March 1985.' (a date with what happened, 'it started on the 3rd of March 2024', stays)",
+        rf"(?:^|(?<=[.!?]\s+))(?:(?:um|uh|er|erm|yes|yeah|so|it{_APOS}s|it\s+is|that{_APOS}s|that\s+is)[,.]?\s+){{0,3}}"
+        rf"(?P<pii>{_FULL_DATE})(?=\s*[.!?]*\s*$|\s*[.!?]\s)",
+        0.85,
     ),
     # --- where they live
     Rule(
@@ -439,9 +492,11 @@ SPOKEN: list[Rule] = [
         "STREET_ADDRESS",
         "a capitalised place they live in or come from: 'I live in Springfield'",
         rf"\b(?:(?:i|we)\s+live\s+(?:in|on|near)|(?:i{_APOS}m|i\s+am|we{_APOS}re|we\s+are)\s+from|"
-        rf"(?:i|we)\s+come\s+from|based\s+in|moved\s+(?:here\s+)?from)\s+{_NAME}",
+        rf"(?:i|we)\s+come\s+from|based\s+in|moved\s+(?:here\s+)?from)\s+"
+        rf"(?:(?:the|a)\s+(?:city|town|village|county|suburbs?|outskirts)\s+(?:of|called|near|outside)\s+)?"
+        rf"(?P<pii>{_WORD}(?:\.?,?[ \t]+{_WORD}){{0,5}})",
         0.7,
-        "cased",
+        "place",
     ),
     Rule("STREET_ADDRESS", "a UK postcode", r"(?-i:\b[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}\b)", 0.75),
     Rule(
@@ -454,17 +509,24 @@ SPOKEN: list[Rule] = [
     Rule(
         "ID_NUMBER",
         "an ID after its name, as Whisper writes it: 'member ID is XJH4567 8821', 'A B C 1 2 3', "
-        "'member number's H-L-P two two eight, zero four one'",
+        "'member number's H-L-P two two eight, zero four one', a lower-case prefix 'member id is xkd 4471'",
         rf"\b{_ID_CONTEXT}(?:\s+(?:id|i\.d\.|number|no\.?|num|card|code|#))*"
         rf"(?:{_APOS}s|\s+(?:is|was|it{_APOS}s))?"
-        rf"[\s:#,]+(?P<pii>{_ID_PIECE}(?:{_ID_GAP}{_ID_PIECE}){{0,14}})",
+        rf"[\s:#,]+(?P<pii>(?:\p{{L}}{{1,3}}[\s\-]+(?=\d))?{_ID_PIECE}(?:{_ID_GAP}{_ID_PIECE}){{0,14}})",
         0.7,
         "id",
     ),
     Rule(
         "ID_NUMBER",
-        "a record code with a letter prefix, with or without context: 'MR-00123456'",
-        r"(?-i:\b\p{Lu}{1,4}[\-/]?\d{5,}\b)",
+        "a record code with a letter prefix, with or without context: 'MR-00123456', 'mr-00123456'",
+        r"\b(?:(?-i:\p{Lu}{1,4})[\-/]?|\p{L}{1,4}[\-/])\d{5,}\b",
+        0.6,
+    ),
+    Rule(
+        "ID_NUMBER",
+        "capitals then six digits or more, spaced: 'MR 00123456', 'XKD 4471 9920' ('SPF 50', "
+        "'Vitamin D 50000 units', 'the UK 100 000' are not)",
+        r"(?-i:\b\p{Lu}{1,4}) (?!\d{1,3}(?: \d{3})+\b)(?:\d{6,}|\d{3,5}[\s\-]\d{3,}(?:[\s\-]\d{3,}){0,2})\b",
         0.6,
     ),
 ]
@@ -473,6 +535,7 @@ SPOKEN: list[Rule] = [
 # --- cutting a match down to the data ----------------------------------------------------------
 
 _WORD_RE = regex.compile(_WORD)
+_TOKEN_RE = regex.compile(r"\S+")
 _ID_PIECE_RE = regex.compile(_ID_PIECE, regex.IGNORECASE)
 _DIGIT_WORD_RE = regex.compile(rf"^{_DIGIT_WORD}$", regex.IGNORECASE)
 _CLAUSE_WORD_RE = regex.compile(
@@ -524,7 +587,70 @@ def _id_span(text: str, start: int, end: int) -> tuple[int, int] | None:
     if sum(digits) < 4:
         return None
     last = max(i for i, n in enumerate(digits) if n)
-    return pieces[0].start(), pieces[last].end()
+    if pieces[0].start() > start and text[start : pieces[0].start()].strip(" -").lower() in _function_words():
+        return None  # "In my case, in 2019 ...": "in" is no prefix
+    return start, pieces[last].end()  # from ``start``: a lower-case prefix ("xkd") is no piece
+
+
+# Words before "at gmail ..." that end the user name going back: "it's jane ..." / "email is jane ...".
+_NOT_USER_NAME = frozenset("email e-mail mail address contact reach write send".split())
+_USER_NAME_JOIN = frozenset("dot underscore dash hyphen".split())
+
+
+@lru_cache(maxsize=1)
+def _spoken_number_words() -> frozenset[str]:
+    from spacy.lang.en.lex_attrs import _num_words
+
+    return frozenset(_num_words) | {"oh", "nought", "double", "triple"}
+
+
+def _email_span(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The domain and, going back from it, the words of the user name: "it's <jane dot doe 85 at gmail>".
+
+    A service named without its ".com" ("at gmail") needs a user name with "dot", "underscore" or a
+    number in it: "I was looking at Outlook" is not an address.
+    """
+    first = None
+    plain = not regex.search(rf"{_EMAIL_DOT}{_TLD}\b", text[start:end], regex.IGNORECASE)
+    for match in reversed(list(_TOKEN_RE.finditer(text, max(0, start - 120), start))[-8:]):
+        word = match.group().lower().rstrip(",").replace("’", "'")
+        if (
+            match.group().endswith(",")
+            or word in _NOT_USER_NAME
+            or (word in _function_words() and word not in _spoken_number_words() | _USER_NAME_JOIN)
+        ):
+            break
+        first = match
+    if first is None:
+        return None
+    user = text[first.start() : start].lower().split()
+    if plain and not any(
+        w in _USER_NAME_JOIN or w in _spoken_number_words() or w[-1:].isdigit() for w in user
+    ):
+        return None
+    return first.start(), end
+
+
+def _place_span(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """Capitalised place words and the region after a comma: "Springfield, Illinois", "New York City"."""
+    last = None
+    after_comma = False
+    for match in _WORD_RE.finditer(text, start, end):
+        word = match.group()
+        gap = text[last.end() : match.start()] if last else ""
+        if last and word.lower() in NAME_PARTICLES and "," not in gap:
+            continue  # "Newcastle upon Tyne"
+        if "." in gap and last.group().lower() not in ("st", "mt", "ft"):
+            break  # a sentence ends; "St. Albans" goes on
+        if "," in gap:
+            if after_comma:
+                break  # one region: "Springfield, Illinois", not a list
+            after_comma = True
+        placeish = word[:1].isupper() and word.lower() in PLACE_WORDS
+        if not (placeish or _is_name(word, "cased")):
+            break
+        last = match
+    return (start, last.end()) if last else None
 
 
 def _repeated_names(text: str, names: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -562,6 +688,10 @@ def _spoken_pii(text: str) -> list[tuple[str, int, int, float]]:
                 span = _address_span(text, start, end)
             elif rule.words == "id":
                 span = _id_span(text, start, end)
+            elif rule.words == "email":
+                span = _email_span(text, start, end)
+            elif rule.words == "place":
+                span = _place_span(text, start, end)
             else:
                 span = (start, end)
             if span and span[0] < span[1]:
