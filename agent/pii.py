@@ -43,6 +43,7 @@ blank pipeline does not produce. ``python -m tools.evaluate`` measures the leaks
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from functools import lru_cache
 from pathlib import Path
@@ -778,6 +779,7 @@ def redact(text: str) -> str:
 
     analyzer, anonymizer = _engines()
     results = analyzer.analyze(text=text, language="en", score_threshold=0.3)
+    results = [r for r in results if not _this_machine(r.entity_type, text[r.start : r.end])]
     if not results:
         return text
     operators = {
@@ -786,6 +788,18 @@ def redact(text: str) -> str:
     }
     operators["DEFAULT"] = OperatorConfig("replace", {"new_value": "<PERSONAL_DATA>"})
     return anonymizer.anonymize(text=text, analyzer_results=results, operators=operators).text
+
+
+def _this_machine(entity_type: str, found: str) -> bool:
+    """A loopback or "any" address is this machine's, nobody's personal data: a log line keeps
+    the address the server listens on, while a caller's address is still redacted."""
+    if entity_type != "IP_ADDRESS":
+        return False
+    try:
+        address = ipaddress.ip_address(found.strip("[]"))
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 def warm_up() -> None:

@@ -158,3 +158,9 @@ def test_spoken_streets_spelled_ids_and_names_in_commas_are_cut_exactly(text: st
 )
 def test_spoken_mail_dates_ids_and_places_are_cut_exactly(text: str, expected: str) -> None:
     assert redact(text) == expected
+
+
+def test_the_servers_own_address_stays_in_a_log_line_and_a_callers_address_does_not() -> None:
+    assert redact("Uvicorn running on http://127.0.0.1:8000") == "Uvicorn running on http://127.0.0.1:8000"
+    assert redact("SIP bridge ready on 0.0.0.0:5060") == "SIP bridge ready on 0.0.0.0:5060"
+    assert "203.0.113.7" not in redact("call from 203.0.113.7 refused")
