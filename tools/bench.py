@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -52,9 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--phone", action="store_true", help="the browser path against the phone path")
+    parser.add_argument("--log-level", default="WARNING", help="what reaches stderr while it runs")
     args = parser.parse_args(argv)
     hub_offline_environment()
-    setup_redacted_logging(os.environ.get("BENCH_LOG_LEVEL", "WARNING"), "text")
+    setup_redacted_logging(args.log_level, "text")
     if args.phone:
         comparison = asyncio.run(compare(args.turns))
         if args.json:

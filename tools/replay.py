@@ -26,7 +26,8 @@ from pipecat.frames.frames import EndFrame
 from agent.backends.base import BrainBackend
 from agent.channel import Channel
 from agent.pii import redact
-from configs.logs import make_handler, quiet_libraries, session_id_var, setup_logging
+from agent.redacted_logs import setup_redacted_logging
+from configs.logs import make_handler, quiet_libraries, session_id_var
 from configs.settings import ConfigError, Settings, hub_offline_environment, load_settings
 from media.audio_files import AudioInputError, read_mono_int16, resample_int16, speech_bounds
 from media.file_transport import FileReplayTransport, PatientTurnAudio
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     except (AudioInputError, ImageInputError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level, settings.log_format, redact)
+    setup_redacted_logging(settings.log_level, settings.log_format)
     result = asyncio.run(run_replay(args.wavs, args.out, args.image, settings))
     print(
         json.dumps(
