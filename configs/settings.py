@@ -151,6 +151,8 @@ class SipSettings(BaseModel):
     digest_username: str | None = None
     digest_password: SecretStr | None = None
     realm: str = "patient-advocacy-agent"
+    digest_allow_md5: bool = False  # SHA-256 only unless an old trunk needs MD5 (RFC 7616)
+    tcp_connections_per_address: int = Field(default=16, ge=1)  # open SIP/TCP connections per peer IP
 
     @field_validator("rtp_timeout_s")
     @classmethod

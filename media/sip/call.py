@@ -6,7 +6,9 @@ retransmitted until the ACK (64*T1 without one: BYE). The call ends on the calle
 our BYE (the session ended, RTP stopped for ``rtp_timeout_s``, the server stops), and always
 the same way: session cancelled, RTP ports released, the call forgotten.
 
-Logs name a call by a hash of its Call-ID, never by a number, URI or display name.
+Logs name a call by a hash of its dialog (Call-ID and both tags, ours random), never by a number,
+URI or display name; that hash is also the patient session's id, so a new INVITE that reuses an
+old call's Call-ID is a new session with its own room, never the old one's.
 """
 
 from __future__ import annotations
@@ -56,9 +58,10 @@ SESSION_STOP_TIMEOUT_S = 5.0
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
 
 
-def call_tag(call_id: str) -> str:
-    """What logs call a call: a short hash of its Call-ID."""
-    return hashlib.sha256(call_id.encode(errors="replace")).hexdigest()[:12]
+def call_tag(call_id: str, remote_tag: str = "", local_tag: str = "") -> str:
+    """What logs call a call, and its session's id: a short hash of its dialog's identifiers."""
+    dialog = "\x00".join((call_id, remote_tag, local_tag))
+    return hashlib.sha256(dialog.encode(errors="replace")).hexdigest()[:16]
 
 
 class CallState(Enum):
@@ -98,7 +101,7 @@ class Call:
         self.invite = invite
         self.local_tag = secrets.token_hex(6)
         self.dialog = Dialog.from_invite(invite, self.local_tag, flow, services.via_sent_by(flow))
-        self.tag = call_tag(self.dialog.call_id)
+        self.tag = call_tag(self.dialog.call_id, self.dialog.remote.tag or "", self.local_tag)
         self.state = CallState.RINGING
         self.media: CallMedia | None = None
         self.transport: SipCallTransport | None = None

@@ -1,8 +1,13 @@
 """One call's media: its RTP port pair, the caller's audio into a jitter buffer, digits, our audio out.
 
-Symmetric RTP: we send to the address the caller's RTP comes from (NAT-friendly), and to the
-SDP address until the first packet arrives. The caller's stream is checked (RTP v2, the
-negotiated payload types) and re-buffered when its SSRC changes.
+Symmetric RTP with latching: the media source is the address negotiated in the SDP or, for a
+caller behind NAT, the FIRST address that sends valid RTP (v2, a negotiated payload type); its
+SSRC is noted. A packet from the SDP address takes the latch once (that is the caller's own
+word), after which it never moves again in the call, except by a new offer (re-INVITE, which is
+authenticated signalling). Packets from any other address are dropped and counted in
+``rejected``: they never reach the jitter buffer, never reset it and never change where our audio
+goes. We send to the latched address, and to the SDP address until the first packet arrives. The
+latched source's stream is re-buffered when its SSRC changes.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from media.sip.sdp import Negotiated
 
 log = logging.getLogger(__name__)
 JITTER_DEPTH_PACKETS = 3  # 60 ms of fixed delay
-RELATCH_AFTER_S = 0.5  # switch to a new source only once the old one has been quiet this long
 
 
 @dataclass
@@ -66,7 +70,7 @@ class CallMedia:
         self.on_sent: list[Callable[[bytes, tuple[str, int]], None]] = []  # observers (tests, recording)
         self._dtmf = DtmfDetector()
         self._latched: tuple[str, int] | None = None
-        self._latched_at = 0.0
+        self._latched_to_sdp = False  # the latch sits on the SDP address: final for this offer
         self._ssrc: int | None = None
         self.closed = False
 
@@ -95,6 +99,7 @@ class CallMedia:
             self.sender.payload_type = negotiated.codec.payload_type
         if negotiated.remote != self.negotiated.remote:
             self._latched = None
+            self._latched_to_sdp = False
         self.negotiated = negotiated
 
     def receive(self, data: bytes, addr: tuple) -> None:
@@ -107,13 +112,11 @@ class CallMedia:
         if pt not in (self.codec.payload_type, self.negotiated.dtmf_payload_type):
             self.counters.rejected += 1
             return
-        now = time.monotonic()
         source = (addr[0], addr[1])
-        if self._latched != source and (self._latched is None or now - self._latched_at > RELATCH_AFTER_S):
-            self._latched = source
-        if self._latched == source:
-            self._latched_at = now
-        self.last_received = now
+        if not self._accept_source(source):
+            self.counters.rejected += 1
+            return
+        self.last_received = time.monotonic()
         self.counters.received += 1
         if packet.ssrc != self._ssrc:
             self._ssrc = packet.ssrc
@@ -125,6 +128,22 @@ class CallMedia:
                 self.on_digit(digit)
             return
         self.jitter.push(packet.sequence, self.codec.decode(packet.payload))
+
+    @property
+    def latched(self) -> tuple[str, int] | None:
+        """The one address whose RTP is taken (None until the first valid packet)."""
+        return self._latched
+
+    def _accept_source(self, source: tuple[str, int]) -> bool:
+        sdp = self.negotiated.remote
+        from_sdp = bool(sdp[1]) and _same_address(source, sdp)
+        if self._latched is None or (from_sdp and not self._latched_to_sdp):
+            if self._latched is not None and self._latched != source:
+                log.info("rtp: latched to the address the SDP names")
+            self._latched = source
+            self._latched_to_sdp = from_sdp
+            return True
+        return self._latched == source
 
     @property
     def held(self) -> bool:
@@ -154,3 +173,9 @@ class CallMedia:
         self._rtp.close()
         self._rtcp.close()
         self._pool.release(self.port)
+
+
+def _same_address(a: tuple[str, int], b: tuple[str, int]) -> bool:
+    """Two (host, port) pairs are one address (an IPv4-mapped IPv6 address is its IPv4 one)."""
+    host = lambda h: h[7:] if h.lower().startswith("::ffff:") else h  # noqa: E731
+    return a[1] == b[1] and host(a[0]).lower() == host(b[0]).lower()

@@ -1,9 +1,17 @@
-"""The RTP port range: an even port for RTP and the odd one above it for RTCP, per call."""
+"""The RTP port range: an even port for RTP and the odd one above it for RTCP, per call.
+
+Each call gets a pair drawn at random (``secrets.SystemRandom``) from the free pairs of the
+range, so the port of the next call cannot be guessed from the last one; two calls never share
+a pair.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Callable
+
+_RANDOM = secrets.SystemRandom()
 
 
 class NoPortsError(RuntimeError):
@@ -16,22 +24,23 @@ class PortPool:
         self._pairs = list(range(first, high, 2))  # RTP port p, RTCP p + 1 (both <= high)
         if not self._pairs:
             raise ValueError("the RTP port range holds no even/odd pair")
-        self._next = 0
         self.in_use: set[int] = set()
 
     async def bind(
         self, host: str, factory: Callable[[], asyncio.DatagramProtocol]
     ) -> tuple[int, asyncio.DatagramTransport, asyncio.DatagramTransport]:
-        """Bind the next free pair (ports other programs hold are skipped): (port, rtp, rtcp)."""
+        """Bind a random free pair (ports other programs hold are skipped): (port, rtp, rtcp)."""
         loop = asyncio.get_running_loop()
-        for _ in range(len(self._pairs)):
-            port = self._pairs[self._next]
-            self._next = (self._next + 1) % len(self._pairs)
-            if port in self.in_use:
+        candidates = [port for port in self._pairs if port not in self.in_use]
+        _RANDOM.shuffle(candidates)
+        for port in candidates:
+            if port in self.in_use:  # taken by a call set up while we awaited
                 continue
+            self.in_use.add(port)  # reserved before the first await: no other call can pick it
             try:
                 rtp, _ = await loop.create_datagram_endpoint(factory, local_addr=(host, port))
             except OSError:
+                self.in_use.discard(port)
                 continue
             try:
                 rtcp, _ = await loop.create_datagram_endpoint(
@@ -39,8 +48,8 @@ class PortPool:
                 )
             except OSError:
                 rtp.close()
+                self.in_use.discard(port)
                 continue
-            self.in_use.add(port)
             return port, rtp, rtcp  # type: ignore[return-value]
         raise NoPortsError("no free RTP port pair")
 

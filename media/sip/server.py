@@ -81,13 +81,16 @@ class SipServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._tcp_writers: set[asyncio.StreamWriter] = set()
+        self._tcp_per_address: Counter[str] = Counter()
         self._tasks: set[asyncio.Task] = set()
         self._transactions = ServerTransactions(self.timers)
         self._client = ClientTransactions(self.timers)
         self._ports = PortPool(sip.rtp_port_min, sip.rtp_port_max)
         password = sip.digest_password.get_secret_value() if sip.digest_password else None
         digest = (
-            DigestAuth(sip.realm, sip.digest_username, password) if sip.digest_username and password else None
+            DigestAuth(sip.realm, sip.digest_username, password, allow_md5=sip.digest_allow_md5)
+            if sip.digest_username and password
+            else None
         )
         self._auth = Authorizer(PeerAllowList(sip.allowed_peers), digest)
         self.address = sip.public_address or sip.host
@@ -157,11 +160,14 @@ class SipServer:
     # --- network ---------------------------------------------------------------------------------
 
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._tcp_writers) >= MAX_TCP_CONNECTIONS:
+        peer = writer.get_extra_info("peername")
+        refusal = self._tcp_refusal(peer[0])
+        if refusal is not None:  # before the connection takes a slot
+            self.stats[refusal] += 1
             writer.close()
             return
         self._tcp_writers.add(writer)
-        peer = writer.get_extra_info("peername")
+        self._tcp_per_address[peer[0]] += 1
         flow = Flow("tcp", (peer[0], peer[1]), _writer=writer)
         framer = StreamFramer()
         try:
@@ -183,7 +189,24 @@ class SipServer:
             pass
         finally:
             self._tcp_writers.discard(writer)
+            self._tcp_per_address[peer[0]] -= 1
+            if self._tcp_per_address[peer[0]] <= 0:
+                del self._tcp_per_address[peer[0]]
             writer.close()
+
+    def _tcp_refusal(self, address: str) -> str | None:
+        """Why a new TCP connection from ``address`` is closed at once (a stats key), or None.
+
+        A peer outside the allow-list gets no connection unless digest credentials could admit it;
+        no address may hold more than ``tcp_connections_per_address``; nobody more than
+        ``MAX_TCP_CONNECTIONS`` in all."""
+        if not self._auth.allow.allows(address) and self._auth.digest is None:
+            return "tcp_forbidden"
+        if self._tcp_per_address[address] >= self.settings.sip.tcp_connections_per_address:
+            return "tcp_per_address"
+        if len(self._tcp_writers) >= MAX_TCP_CONNECTIONS:
+            return "tcp_full"
+        return None
 
     def handle(self, data: bytes, flow: Flow) -> None:
         """One message from the network; never raises."""
@@ -243,18 +266,76 @@ class SipServer:
             return
         if self._transactions.retransmitted(key):
             return
+        refusal = self._refusal(message, key, flow, to.tag)
+        if refusal is not None:  # answered without keeping anything: a flood costs us no memory
+            status, extra = refusal
+            self.stats["stateless"] += 1
+            self._reply_stateless(message, key, flow, status, extra)
+            return
         transaction = self._transactions.create(message, flow, key)
         method = str(message.method)
         if method == "CANCEL":
             self._cancel(transaction, key)
-        elif message.get("max-forwards") == "0" and method != "OPTIONS":
-            self._reply(transaction, 483)
-        elif uri_scheme(str(message.uri)) not in ("sip", "sips", "tel"):
-            self._reply(transaction, 416)
         elif to.tag:
             self._in_dialog(transaction, to.tag)
         else:
             self._out_of_dialog(transaction)
+
+    def _refusal(
+        self, request: SipMessage, key: tuple[str, str, str], flow: Flow, to_tag: str | None
+    ) -> tuple[int, list[tuple[str, str]]] | None:
+        """The answer to a request that gets no transaction (who may not, or cannot, be served)."""
+        method = str(request.method)
+        if method == "CANCEL":
+            return (481, []) if self._transactions.find((key[0], key[1], "INVITE")) is None else None
+        if request.get("max-forwards") == "0" and method != "OPTIONS":
+            return 483, []
+        if uri_scheme(str(request.uri)) not in ("sip", "sips", "tel"):
+            return 416, []
+        if to_tag:
+            call = self.calls.get(to_tag)
+            from_tag = NameAddr.parse(request.get("from") or "").tag
+            if (
+                call is None
+                or call.dialog.call_id != request.get("call-id")
+                or call.dialog.remote.tag != from_tag
+            ):
+                return 481, []
+            same_peer = flow.remote[0] == call.dialog.flow.remote[0]
+            if not same_peer and not self._auth.allow.allows(flow.remote[0]):
+                return 403, []
+            return None
+        verdict = self._auth.check(flow.remote[0], method, str(request.uri), request.get("authorization"))
+        if verdict == Verdict.FORBID:
+            self.stats["forbidden"] += 1
+            return 403, []
+        if verdict != Verdict.ALLOW:
+            assert self._auth.digest is not None
+            self.stats["challenged"] += 1
+            challenges = self._auth.digest.challenges(stale=verdict == "stale")
+            return 401, [("www-authenticate", value) for value in challenges]
+        return None
+
+    def _reply_stateless(
+        self,
+        request: SipMessage,
+        key: tuple[str, str, str],
+        flow: Flow,
+        status: int,
+        extra: list[tuple[str, str]],
+    ) -> None:
+        """RFC 3261 8.2.7: a response sent once, nothing remembered (a retransmission is answered
+        again the same way; the tag depends only on the transaction)."""
+        tag = hashlib.sha256("|".join(key).encode()).hexdigest()[:12]
+        response = self._response(request, status, to_tag=tag)
+        for name, value in extra:
+            response.add(name, value)
+        flow.send(response.to_bytes())
+
+    @property
+    def stored_transactions(self) -> int:
+        """Server transactions remembered now (bounded; only admitted requests make them)."""
+        return len(self._transactions)
 
     def _reply(
         self, transaction: ServerTransaction, status: int, extra: list[tuple[str, str]] | None = None
@@ -285,19 +366,7 @@ class SipServer:
 
     def _in_dialog(self, transaction: ServerTransaction, to_tag: str) -> None:
         request = transaction.request
-        call = self.calls.get(to_tag)
-        from_tag = NameAddr.parse(request.get("from") or "").tag
-        if (
-            call is None
-            or call.dialog.call_id != request.get("call-id")
-            or call.dialog.remote.tag != from_tag
-        ):
-            self._reply(transaction, 481)
-            return
-        same_peer = transaction.flow.remote[0] == call.dialog.flow.remote[0]
-        if not same_peer and not self._auth.allow.allows(transaction.flow.remote[0]):
-            self._reply(transaction, 403)
-            return
+        call = self.calls[to_tag]  # checked in _refusal: this dialog, from its peer
         if not call.dialog.accept_cseq(request):
             self._reply(transaction, 500, [("retry-after", "1")])
             return
@@ -315,19 +384,7 @@ class SipServer:
 
     def _out_of_dialog(self, transaction: ServerTransaction) -> None:
         request = transaction.request
-        method = str(request.method)
-        verdict = self._auth.check(
-            transaction.flow.remote[0], method, str(request.uri), request.get("authorization")
-        )
-        if verdict == Verdict.FORBID:
-            self.stats["forbidden"] += 1
-            self._reply(transaction, 403)
-            return
-        if verdict != Verdict.ALLOW:
-            assert self._auth.digest is not None
-            challenges = self._auth.digest.challenges(stale=verdict == "stale")
-            self._reply(transaction, 401, [("www-authenticate", value) for value in challenges])
-            return
+        method = str(request.method)  # admitted by _refusal: an allowed peer or a good digest
         required = [option for value in request.get_all("require") for option in split_list(value)]
         if required and method not in ("ACK", "CANCEL"):
             self._reply(transaction, 420, [("unsupported", ", ".join(required))])

@@ -9,7 +9,6 @@ hold, resume and hang up.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import secrets
 import time
 from collections import deque
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from media.sip.auth import parse_digest
+from media.sip.auth import ALGORITHMS, parse_digest
 from media.sip.dtmf import TelephoneEvent
 from media.sip.g711 import PCMU, Codec
 from media.sip.headers import NameAddr, new_branch, new_call_id, new_tag
@@ -240,12 +239,11 @@ class Caller:
     def _authorization(self, request: SipMessage, response: SipMessage) -> str:
         assert self._credentials is not None
         username, password = self._credentials
-        challenge = next(
-            parse_digest(value)
-            for value in response.get_all("www-authenticate")
-            if parse_digest(value).get("algorithm", "MD5").upper() == "MD5"
-        )
-        h = lambda text: hashlib.md5(text.encode()).hexdigest()  # noqa: E731
+        offered = [parse_digest(value) for value in response.get_all("www-authenticate")]
+        by_algorithm = {fields.get("algorithm", "MD5").upper(): fields for fields in offered}
+        algorithm = next(name for name in ALGORITHMS if name in by_algorithm)  # the strongest offered
+        challenge = by_algorithm[algorithm]
+        h = lambda text: ALGORITHMS[algorithm](text.encode()).hexdigest()  # noqa: E731
         realm, nonce, uri, cnonce = (
             challenge["realm"],
             challenge["nonce"],
@@ -256,7 +254,7 @@ class Caller:
         digest = h(f"{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}")
         return (
             f'Digest username="{username}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
-            f'response="{digest}", algorithm=MD5, qop=auth, nc=00000001, cnonce="{cnonce}"'
+            f'response="{digest}", algorithm={algorithm}, qop=auth, nc=00000001, cnonce="{cnonce}"'
         )
 
     async def hold(self) -> str:
