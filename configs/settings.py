@@ -217,6 +217,19 @@ class EscalationSettings(BaseModel):
         return value
 
 
+class SessionSettings(BaseModel):
+    """Admission: how many patient sessions run at once, and how often one address may ask."""
+
+    # Browser and phone sessions together, counting offers still being set up. About three real
+    # sessions fill two cores; the capacity issue measures it for other machines.
+    max_concurrent: int = Field(default=3, ge=1)
+    busy_retry_after_s: int = Field(default=30, ge=1)  # the Retry-After of "all lines are busy"
+    # Per client address, in a moving one-minute window.
+    offers_per_minute: int = Field(default=10, ge=1)  # POST /api/offer
+    clinician_requests_per_minute: int = Field(default=6, ge=1)  # the patient's clinician button
+    sign_ins_per_minute: int = Field(default=20, ge=1)  # POST /clinician/login, right or wrong
+
+
 class Settings(BaseSettings):
     """Everything the service reads at start-up; nothing else reads the environment."""
 
@@ -235,6 +248,10 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "text"
     host: str = "127.0.0.1"
     port: int = 8000
+    # Any request body over this is refused with 413 before it is read (an SDP offer is a few KB).
+    max_request_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Bearer token for GET /health/details and GET /metrics; required in production.
+    monitoring_token: SecretStr | None = None
 
     models_dir: Path = Path("models")
     scin_dir: Path = Path("data/raw/scin")
@@ -249,6 +266,7 @@ class Settings(BaseSettings):
     safety: SafetySettings = Field(default_factory=SafetySettings)
     sip: SipSettings = Field(default_factory=SipSettings)
     clinician: ClinicianSettings = Field(default_factory=ClinicianSettings)
+    sessions: SessionSettings = Field(default_factory=SessionSettings)
     escalations: EscalationSettings = Field(default_factory=EscalationSettings)
 
     @field_validator("log_level")
@@ -285,6 +303,9 @@ class Settings(BaseSettings):
             raise ValueError("production needs an https:// LLM__OPENAI_BASE_URL (http:// only to loopback)")
         if _plain_http_to_another_host(self.llm.gemini_base_url):
             raise ValueError("production needs an https:// LLM__GEMINI_BASE_URL (http:// only to loopback)")
+        monitoring = self.monitoring_token.get_secret_value() if self.monitoring_token else ""
+        if not monitoring.strip():
+            raise ValueError("production needs MONITORING_TOKEN (the bearer token of /metrics)")
         return self
 
     def path(self, relative: Path) -> Path:

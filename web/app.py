@@ -1,8 +1,16 @@
-"""The Starlette app: the patient page, WebRTC signalling, the clinician console, health and metrics."""
+"""The Starlette app: the patient page, WebRTC signalling, the clinician console, health and metrics.
+
+Every response carries the security headers (``web/security_headers.py``); every request body is
+capped (``MAX_REQUEST_BYTES``). A new browser session is admitted only while a line is free
+(``SESSIONS__MAX_CONCURRENT``) and the address has offers left this minute. ``/health`` is public
+and says only ``ok``; ``/health/details`` and ``/metrics`` need ``Authorization: Bearer
+<MONITORING_TOKEN>`` (open in development while no token is set).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
@@ -10,17 +18,20 @@ from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from configs.settings import Settings
+from web.admission import AddressLimit, BodySizeLimit, client_address, lines_busy
 from web.audit import AuditLog
 from web.auth import Auth
 from web.clinician import clinician_routes
 from web.product import Product, build_product
-from web.webrtc_sessions import WebRTCSessions
+from web.security_headers import SecurityHeaders
+from web.webrtc_sessions import LinesBusy, WebRTCSessions
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger(__name__)
@@ -33,12 +44,30 @@ def app_version() -> str:
         return "0.0.0+unknown"
 
 
+def monitoring_allowed(settings: Settings, request: Request) -> bool:
+    """The bearer token of MONITORING_TOKEN, or development without a token set."""
+    token = settings.monitoring_token.get_secret_value() if settings.monitoring_token else ""
+    if not token:
+        return settings.app_env == "development"
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _monitoring_refused() -> Response:
+    return JSONResponse(
+        {"error": "This endpoint needs the monitoring token."},
+        status_code=401,
+        headers={"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"},
+    )
+
+
 def create_app(settings: Settings, product: Product | None = None) -> Starlette:
     product = product or build_product(settings)  # fails at start-up if the brain cannot be built
     auth = Auth(settings)
     audit = AuditLog.from_settings(settings)
     host, queue, retriever, phone = product.host, product.queue, product.retriever, product.phone
-    sessions = WebRTCSessions(host)
+    sessions = WebRTCSessions(host, settings.sessions.max_concurrent)
+    offers_limit = AddressLimit("offer", settings.sessions.offers_per_minute)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -52,29 +81,50 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
         return FileResponse(STATIC / "index.html")
 
     async def offer(request: Request) -> Response:
+        wait = offers_limit.hit(client_address(request))
+        if wait:
+            return AddressLimit.refusal(wait)
         try:
             body = await request.json()
             sdp, sdp_type = body["sdp"], body["type"]
         except (ValueError, KeyError, TypeError):
             return JSONResponse({"error": "expected JSON with 'sdp' and 'type'"}, status_code=400)
-        answer = await sessions.answer(sdp, sdp_type, body.get("pc_id"))
+        try:
+            answer = await sessions.answer(sdp, sdp_type, body.get("pc_id"))
+        except LinesBusy:
+            log.warning("offer refused: every line is busy (%d)", settings.sessions.max_concurrent)
+            return lines_busy(settings)
         # The patient's key to their own room (its status, the clinician button), and no other.
         return JSONResponse({**answer, "room_token": auth.issue_patient_token(answer["session_id"])})
 
+    def overall() -> str:
+        return "degraded" if queue.storage_status()["storage"] == "failing" else "ok"
+
     async def health(_request: Request) -> Response:
+        # Public (load balancers, the container's check): the status word, nothing that helps an attacker.
+        return JSONResponse({"status": overall()}, headers={"Cache-Control": "no-store"})
+
+    async def health_details(request: Request) -> Response:
+        if not monitoring_allowed(settings, request):
+            return _monitoring_refused()
         return JSONResponse(
             {
-                "status": "ok",
+                "status": overall(),
                 "env": settings.app_env,
                 "version": app_version(),
                 "backend": settings.model_backend,
                 "active_sessions": len(host),
+                "max_sessions": settings.sessions.max_concurrent,
                 "retrieval": retriever.status(),
                 "phone": {"active_calls": phone.active_calls, "port": phone.port} if phone else "disabled",
-            }
+                **queue.storage_status(),
+            },
+            headers={"Cache-Control": "no-store"},
         )
 
-    async def metrics(_request: Request) -> Response:
+    async def metrics(request: Request) -> Response:
+        if not monitoring_allowed(settings, request):
+            return _monitoring_refused()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return Starlette(
@@ -82,9 +132,14 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
             Route("/", index),
             Route("/api/offer", offer, methods=["POST"]),
             Route("/health", health),
+            Route("/health/details", health_details),
             Route("/metrics", metrics),
             *clinician_routes(settings, auth, queue, audit, product.rooms),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ],
+        middleware=[
+            Middleware(SecurityHeaders, app_env=settings.app_env),
+            Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes),
         ],
         lifespan=lifespan,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ from starlette.routing import Route
 
 from agent.escalation import EscalationOutcome, EscalationRecord, EscalationStatus
 from configs.settings import Settings
+from web.admission import AddressLimit, client_address
 from web.audit import AuditEvent, AuditLog
 from web.auth import CSRF_HEADER, SESSION_COOKIE, Auth, Clinician, LoginRateLimited
 from web.queue import (
@@ -40,6 +42,8 @@ from web.queue import (
 
 STATIC = Path(__file__).parent / "static"
 ROOM_TOKEN_HEADER = "x-room-token"
+# A patient's request not yet in the queue (the agent raises it) is pending this long at most.
+REQUEST_PENDING_S = 30.0
 PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; "
@@ -118,6 +122,11 @@ def clinician_routes(
     keepalive_s: float = 15.0,
 ) -> list[Route]:
     """The console page, its API, its event stream, and the patient's room endpoints."""
+    sign_ins = AddressLimit("sign-in", settings.sessions.sign_ins_per_minute)
+    patient_requests = AddressLimit("clinician-request", settings.sessions.clinician_requests_per_minute)
+    # session id -> (when the patient asked, the id of the session's escalation then): the request
+    # is on its way to the agent until the queue holds a newer escalation for the session.
+    requested: dict[str, tuple[float, str | None]] = {}
 
     def view(record: EscalationRecord) -> dict[str, Any]:
         data = record.to_dict()
@@ -185,6 +194,10 @@ def clinician_routes(
     async def login(request: Request) -> Response:
         if not _same_origin(request):
             return _error(403, "This request was refused.")
+        wait = sign_ins.hit(client_address(request))
+        if wait:
+            audit.record(AuditEvent.SIGN_IN_FAILED, code="rate_limited")
+            return AddressLimit.refusal(wait)
         username, password = await _credentials(request)
         account = auth.accounts().get(username.strip().lower())
         staff = account.username if account else None  # never record what an unknown user typed
@@ -382,8 +395,21 @@ def clinician_routes(
         audit.record(AuditEvent.PATIENT_TOKEN_REJECTED, session_id=session_id)
         return False
 
+    def request_pending(session_id: str, current: EscalationRecord | None) -> bool:
+        """The patient asked already and the agent has not yet put a new escalation in the queue."""
+        asked = requested.get(session_id)
+        now = time.monotonic()
+        for stale in [s for s, (at, _) in requested.items() if now - at > REQUEST_PENDING_S]:
+            del requested[stale]
+        if asked is None or now - asked[0] > REQUEST_PENDING_S:
+            return False
+        return (current.id if current else None) == asked[1]
+
     async def ask_for_clinician(request: Request) -> Response:
         session_id = request.path_params["session_id"]
+        wait = patient_requests.hit(client_address(request))
+        if wait:
+            return AddressLimit.refusal(wait)
         if not room_token_ok(request, session_id):
             return _error(403, "This link is not valid for this conversation.")
         if not rooms.is_live(session_id):
@@ -391,6 +417,9 @@ def clinician_routes(
         current = queue.for_session(session_id)
         if current is not None and current.status in ACTIVE and current.status != HANDED_BACK:
             return _json(room_status(session_id))  # already on its way: asking twice changes nothing
+        if request_pending(session_id, current):
+            return _json(room_status(session_id))  # asked moments ago: the agent is raising it
+        requested[session_id] = (time.monotonic(), current.id if current else None)
         await rooms.request_clinician(session_id)
         audit.record(AuditEvent.PATIENT_REQUESTED_CLINICIAN, session_id=session_id)
         return _json(room_status(session_id), 202)

@@ -29,15 +29,30 @@ class BrowserSession:
     live: LiveSession | None = None
 
 
-class WebRTCSessions:
-    """Every live browser connection of this process, by peer-connection id."""
+class LinesBusy(Exception):
+    """Every line is taken: the new session was not started (``SESSIONS__MAX_CONCURRENT``)."""
 
-    def __init__(self, host: SessionHost) -> None:
+
+class WebRTCSessions:
+    """Every live browser connection of this process, by peer-connection id.
+
+    A new session is admitted only while the host's live sessions (browser and phone) plus the
+    offers still being set up are fewer than ``max_concurrent``; otherwise ``answer`` raises
+    ``LinesBusy`` before anything is built.
+    """
+
+    def __init__(self, host: SessionHost, max_concurrent: int | None = None) -> None:
         self._host = host
+        self._max_concurrent = max_concurrent
         self._sessions: dict[str, BrowserSession] = {}
+        self._starting = 0  # admitted offers whose session is not in the host yet
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    def in_use(self) -> int:
+        """Lines taken: live sessions of every transport, and offers being set up."""
+        return len(self._host) + self._starting
 
     async def answer(self, sdp: str, sdp_type: str, pc_id: str | None = None) -> dict:
         """Answer an offer: renegotiate a known connection or start a new session.
@@ -48,8 +63,15 @@ class WebRTCSessions:
             session = self._sessions[pc_id]
             await session.connection.renegotiate(sdp=sdp, type=sdp_type)
             return {**session.connection.get_answer(), "session_id": session.session_id}
-        connection = SmallWebRTCConnection(ice_servers=[])
-        await connection.initialize(sdp=sdp, type=sdp_type)
+        if self._max_concurrent is not None and self.in_use() >= self._max_concurrent:
+            raise LinesBusy
+        self._starting += 1  # the line is held from now: offers arriving meanwhile see it taken
+        try:
+            connection = SmallWebRTCConnection(ice_servers=[])
+            await connection.initialize(sdp=sdp, type=sdp_type)
+        except BaseException:
+            self._starting -= 1
+            raise
         session = BrowserSession(session_id=uuid.uuid4().hex, connection=connection)
         self._sessions[connection.pc_id] = session
 
@@ -61,6 +83,17 @@ class WebRTCSessions:
         return {**connection.get_answer(), "session_id": session.session_id}
 
     async def _run(self, session: BrowserSession) -> None:
+        try:
+            try:
+                live = await self._start(session)
+            finally:
+                self._starting -= 1  # the host counts the session from here on (or it never started)
+            session.live = live
+            await live.wait()
+        finally:
+            self._sessions.pop(session.connection.pc_id, None)
+
+    async def _start(self, session: BrowserSession) -> LiveSession:
         params = TransportParams(
             audio_in_enabled=True,
             audio_in_sample_rate=INPUT_RATE,
@@ -76,26 +109,22 @@ class WebRTCSessions:
         async def _connected(_transport: SmallWebRTCTransport, _client: object) -> None:
             patient.on_connected()
 
-        try:
-            live = await self._host.start(
-                transport,
-                kind=Transport.WEBRTC,
-                channel=Channel.VIDEO,
-                session_id=session.session_id,
-                output_rate=OUTPUT_RATE,
-                patient=patient,
-                patient_rate=OUTPUT_RATE,
-            )
-            session.live = live
+        live = await self._host.start(
+            transport,
+            kind=Transport.WEBRTC,
+            channel=Channel.VIDEO,
+            session_id=session.session_id,
+            output_rate=OUTPUT_RATE,
+            patient=patient,
+            patient_rate=OUTPUT_RATE,
+        )
 
-            @transport.event_handler("on_client_disconnected")
-            async def _gone(_transport: SmallWebRTCTransport, _client: object) -> None:
-                log.info("patient disconnected")
-                await live.cancel()
+        @transport.event_handler("on_client_disconnected")
+        async def _gone(_transport: SmallWebRTCTransport, _client: object) -> None:
+            log.info("patient disconnected")
+            await live.cancel()
 
-            await live.wait()
-        finally:
-            self._sessions.pop(session.connection.pc_id, None)
+        return live
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """End every session: each pipeline is cancelled cleanly, then its connection closed."""
@@ -110,3 +139,4 @@ class WebRTCSessions:
             for task in pending:
                 task.cancel()
         self._sessions.clear()
+        self._starting = 0

@@ -48,9 +48,11 @@ CHECKED_VARS = [
     "CLINICIAN__PATIENT_TOKEN_TTL_S",
     "CLINICIAN__REASSURE_EVERY_S",
     "CLINICIAN__REPEAT_EMERGENCY_AFTER_S",
+    "MONITORING_TOKEN",
+    "SESSIONS__MAX_CONCURRENT",
 ]
 LONG_KEY = "x" * 32
-PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": LONG_KEY}
+PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": LONG_KEY, "MONITORING_TOKEN": "a monitoring token"}
 
 
 @pytest.fixture(autouse=True)
@@ -307,3 +309,26 @@ def test_the_server_refuses_to_start_with_an_unknown_log_level(tmp_path: Path) -
     assert proc.stderr.strip().splitlines()[-1] == (
         "refusing to start: LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not 'LOUD'"
     )
+
+
+@pytest.mark.parametrize("token", [None, "", "   "])
+def test_production_refuses_to_start_without_a_monitoring_token(
+    monkeypatch: pytest.MonkeyPatch, token: str | None
+) -> None:
+    env = {k: v for k, v in PRODUCTION.items() if k != "MONITORING_TOKEN"}
+    if token is not None:
+        env["MONITORING_TOKEN"] = token
+    message = refusal(monkeypatch, env)
+    assert "MONITORING_TOKEN" in message and "\n" not in message
+
+
+def test_development_runs_without_a_monitoring_token_and_caps_sessions_at_three(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = load_settings()
+    assert s.monitoring_token is None and s.sessions.max_concurrent == 3
+    monkeypatch.setenv("SESSIONS__MAX_CONCURRENT", "5")
+    assert load_settings().sessions.max_concurrent == 5
+    monkeypatch.setenv("SESSIONS__MAX_CONCURRENT", "0")
+    with pytest.raises(ConfigError, match="max_concurrent"):
+        load_settings()

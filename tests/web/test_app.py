@@ -10,7 +10,7 @@ from web.app import create_app
 
 def test_health_says_ok_with_environment_and_version(settings: Settings) -> None:
     with TestClient(create_app(settings)) as client:
-        body = client.get("/health").json()
+        body = client.get("/health/details").json()
     assert body["status"] == "ok"
     assert body["env"] == "development"
     assert body["version"] == "0.1.0"
@@ -23,10 +23,10 @@ def test_the_phone_bridge_starts_with_the_server_when_enabled(settings: Settings
         update={"sip": settings.sip.model_copy(update={"enabled": True, "host": "127.0.0.1", "port": 0})}
     )
     with TestClient(create_app(enabled)) as client:
-        phone = client.get("/health").json()["phone"]
+        phone = client.get("/health/details").json()["phone"]
     assert phone["active_calls"] == 0 and phone["port"] > 0
     with TestClient(create_app(settings)) as client:
-        assert client.get("/health").json()["phone"] == "disabled"
+        assert client.get("/health/details").json()["phone"] == "disabled"
 
 
 def test_metrics_expose_latency_histogram_and_active_sessions(settings: Settings) -> None:

@@ -119,11 +119,21 @@ function watchRoomStatus() {
   }, 3000);
 }
 
+async function serverMessage(res) {
+  // The server's own words for a refusal the patient should read (503 busy, 429 too many attempts).
+  if (res.status !== 503 && res.status !== 429) return "";
+  try { const body = await res.json(); return typeof body.error === "string" ? body.error : ""; }
+  catch { return ""; }
+}
+
 async function askForClinician() {
   if (!room) return;
   ui.ask.disabled = true;
   const res = await fetch(`/api/room/${room.id}/clinician?token=${encodeURIComponent(room.token)}`, { method: "POST" });
-  if (!res.ok) { ui.ask.disabled = false; showError("Your request could not be sent. Please try again."); }
+  if (!res.ok) {
+    ui.ask.disabled = false;
+    showError(await serverMessage(res) || "Your request could not be sent. Please try again.");
+  }
 }
 
 async function getMedia() {
@@ -203,7 +213,16 @@ async function start() {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type }),
     });
-    if (!res.ok) throw new Error(`server answered ${res.status}`);
+    if (!res.ok) {
+      const refusal = await serverMessage(res);
+      if (refusal) { // all lines busy (with the emergency number), or too many attempts
+        setState("failed", res.status === 503 ? "All lines are busy" : "Please wait");
+        showError(refusal);
+        teardown();
+        return;
+      }
+      throw new Error(`server answered ${res.status}`);
+    }
     const answer = await res.json();
     room = answer.session_id ? { id: answer.session_id, token: answer.room_token } : null;
     await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });

@@ -1,0 +1,135 @@
+"""Admission control: how much one address may ask of the server, and what a full server answers.
+
+- ``AddressLimit``: at most N requests per client address in a moving one-minute window (the
+  ``limits`` library, in memory: one process). Used on ``/api/offer``, the patient's clinician
+  button and clinician sign-in (``SESSIONS__*_PER_MINUTE``).
+- ``BodySizeLimit``: an ASGI middleware that refuses a request body over ``MAX_REQUEST_BYTES``
+  with 413, from its Content-Length before reading it, or as soon as the bytes read pass it.
+- ``lines_busy``: the 503 a patient gets when every line is taken (``SESSIONS__MAX_CONCURRENT``):
+  it says so, and gives the emergency number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+from limits import RateLimitItemPerMinute
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from configs.settings import Settings
+
+
+def client_address(request: Request) -> str:
+    """The address a request came from (the proxy's, behind one: limits then apply to all of it)."""
+    return request.client.host if request.client else "-"
+
+
+class AddressLimit:
+    """At most ``per_minute`` requests per address in a moving one-minute window."""
+
+    def __init__(self, name: str, per_minute: int) -> None:
+        self._name = name
+        self._item = RateLimitItemPerMinute(per_minute)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def hit(self, address: str) -> float:
+        """Count one request from ``address``: 0 when it may go on, else seconds until it may."""
+        if self._limiter.hit(self._item, self._name, address):
+            return 0.0
+        reset_at = self._limiter.get_window_stats(self._item, self._name, address).reset_time
+        return max(1.0, reset_at - time.time())
+
+    @staticmethod
+    def refusal(retry_after_s: float) -> JSONResponse:
+        """The 429 that says how long to wait."""
+        wait = max(1, math.ceil(retry_after_s))
+        return JSONResponse(
+            {"error": f"Too many attempts. Try again in {wait} seconds."},
+            status_code=429,
+            headers={"Retry-After": str(wait), "Cache-Control": "no-store"},
+        )
+
+
+def lines_busy(settings: Settings) -> JSONResponse:
+    """503: every line is taken. The patient is told when to retry and what to do in an emergency."""
+    number = settings.safety.emergency_number
+    retry = settings.sessions.busy_retry_after_s
+    message = (
+        "All lines are busy right now. Please try again in a few minutes. "
+        f"If this is an emergency, call {number} now."
+    )
+    return JSONResponse(
+        {"error": message, "busy": True, "emergency_number": number, "retry_after_s": retry},
+        status_code=503,
+        headers={"Retry-After": str(retry), "Cache-Control": "no-store"},
+    )
+
+
+class _BodyTooLarge(Exception):
+    """Raised from ``receive`` once a body has passed the limit (not a ValueError: no handler eats it)."""
+
+
+class BodySizeLimit:
+    """Refuse any request body over ``max_bytes`` with 413 before it is all read."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                declared = 0
+            if declared > self.max_bytes:
+                await self._refuse(send)
+                return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, watched_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"error": f"The request is too large (at most {self.max_bytes} bytes)."}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
