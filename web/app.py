@@ -31,7 +31,7 @@ from web.auth import Auth
 from web.clinician import clinician_routes
 from web.product import Product, build_product
 from web.security_headers import SecurityHeaders
-from web.webrtc_sessions import LinesBusy, WebRTCSessions
+from web.webrtc_sessions import LinesBusy, UnreadableOffer, WebRTCSessions
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger(__name__)
@@ -86,11 +86,19 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
             return AddressLimit.refusal(wait)
         try:
             body = await request.json()
-            sdp, sdp_type = body["sdp"], body["type"]
-        except (ValueError, KeyError, TypeError):
+            sdp, sdp_type, pc_id = body["sdp"], body["type"], body.get("pc_id")
+            if not (isinstance(sdp, str) and sdp_type in ("offer", "answer")):
+                raise TypeError("sdp is text and type is offer or answer")
+            if pc_id is not None and not isinstance(pc_id, str):
+                raise TypeError("pc_id is text")
+        except (ValueError, KeyError, TypeError, AttributeError):
             return JSONResponse({"error": "expected JSON with 'sdp' and 'type'"}, status_code=400)
         try:
-            answer = await sessions.answer(sdp, sdp_type, body.get("pc_id"))
+            answer = await sessions.answer(sdp, sdp_type, pc_id)
+        except UnreadableOffer:
+            # The traceback goes through the one redacting log set-up: aiortc quotes the bad line.
+            log.warning("offer refused: its SDP could not be read", exc_info=True)
+            return JSONResponse({"error": "the offer's SDP could not be read"}, status_code=400)
         except LinesBusy:
             log.warning("offer refused: every line is busy (%d)", settings.sessions.max_concurrent)
             return lines_busy(settings)

@@ -33,6 +33,10 @@ class LinesBusy(Exception):
     """Every line is taken: the new session was not started (``SESSIONS__MAX_CONCURRENT``)."""
 
 
+class UnreadableOffer(ValueError):
+    """The offer's SDP could not be read: nothing was started and nothing is left open."""
+
+
 class WebRTCSessions:
     """Every live browser connection of this process, by peer-connection id.
 
@@ -61,16 +65,22 @@ class WebRTCSessions:
         """
         if pc_id and pc_id in self._sessions:
             session = self._sessions[pc_id]
-            await session.connection.renegotiate(sdp=sdp, type=sdp_type)
+            try:
+                await session.connection.renegotiate(sdp=sdp, type=sdp_type)
+            except ValueError as exc:
+                raise UnreadableOffer from exc
             return {**session.connection.get_answer(), "session_id": session.session_id}
         if self._max_concurrent is not None and self.in_use() >= self._max_concurrent:
             raise LinesBusy
         self._starting += 1  # the line is held from now: offers arriving meanwhile see it taken
+        connection = SmallWebRTCConnection(ice_servers=[])
         try:
-            connection = SmallWebRTCConnection(ice_servers=[])
             await connection.initialize(sdp=sdp, type=sdp_type)
-        except BaseException:
+        except BaseException as exc:
             self._starting -= 1
+            await connection.disconnect()  # no peer connection is left behind
+            if isinstance(exc, ValueError):
+                raise UnreadableOffer from exc
             raise
         session = BrowserSession(session_id=uuid.uuid4().hex, connection=connection)
         self._sessions[connection.pc_id] = session

@@ -52,3 +52,24 @@ def test_a_malformed_offer_is_refused_with_a_reason(settings: Settings) -> None:
         response = client.post("/api/offer", content=b"not json")
     assert response.status_code == 400
     assert "sdp" in response.json()["error"]
+
+
+def test_malformed_offers_are_refused_with_400_and_hold_no_line(settings: Settings) -> None:
+    one_line = settings.model_copy(
+        update={"sessions": settings.sessions.model_copy(update={"max_concurrent": 1})}
+    )
+    bad = [
+        {"sdp": 5, "type": "offer"},
+        {"sdp": "v=0\r\nnot an offer", "type": "offer"},
+        {"sdp": "v=x", "type": "offer"},
+        {"sdp": "", "type": "bogus"},
+        {"sdp": "v=0", "type": "offer", "pc_id": ["x"]},
+        [],
+        "null",
+    ]
+    with TestClient(create_app(one_line)) as client:
+        statuses = [client.post("/api/offer", json=body).status_code for body in bad]
+        statuses.append(client.post("/api/offer", content=b"{not json").status_code)
+        lines = client.get("/health/details").json()
+    assert statuses == [400] * (len(bad) + 1)  # never a 500, and never "all lines busy"
+    assert lines["active_sessions"] == 0

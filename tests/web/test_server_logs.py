@@ -2,14 +2,14 @@
 
 Our own code logs ids and events; but a library's line or a traceback carries text, and a
 malformed SDP offer is one way a caller's words reach one: aiortc's parser puts the bad line in
-its exception's message, and uvicorn logs the traceback. The real server process, ``python -m
-web``, is driven with such an offer, and its stderr and every file it wrote are searched.
+its exception's message, and the server logs the refusal with its traceback. The real server
+process, ``python -m web``, is driven with such an offer, and its stderr and every file it wrote
+are searched.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import socket
@@ -87,11 +87,11 @@ def test_the_server_process_never_writes_what_the_caller_said(tmp_path: Path) ->
         finally:
             process.send_signal(signal.SIGTERM)
             code = process.wait(30)
-    assert statuses == [500, 500] and code in (0, -signal.SIGTERM)  # uvicorn re-raises the SIGTERM
+    assert statuses == [400, 400] and code in (0, -signal.SIGTERM)  # uvicorn re-raises the SIGTERM
     err = stderr_path.read_text(encoding="utf-8", errors="replace")
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-    failures = [line for line in lines if line["message"].startswith("Exception in ASGI application")]
-    assert len(failures) == 2, err[-3000:]  # the path was taken: uvicorn logged both tracebacks
+    failures = [line for line in lines if line["message"].startswith("offer refused: its SDP could not")]
+    assert len(failures) == 2, err[-3000:]  # the path was taken: both tracebacks were logged
     assert all("ValueError: invalid literal for int()" in line["exc_info"] for line in failures)
     assert_clean("\n".join(line["exc_info"] for line in failures))
     written = {
@@ -111,14 +111,13 @@ def test_the_app_with_the_servers_logging_set_up_redacts_library_lines_and_trace
     app = create_app(settings)
     setup_redacted_logging("INFO", "json")  # what python -m web does
     client = TestClient(app)
-    with pytest.raises(ValueError, match="invalid literal") as failure:
-        client.post("/api/offer", content=OFFER)
-    # What uvicorn does with the exception the app raised, and what pipecat writes through loguru
-    # when a browser sends a data-channel message that is not JSON.
-    logging.getLogger("uvicorn.error").error("Exception in ASGI application\n", exc_info=failure.value)
+    assert client.post("/api/offer", content=OFFER).status_code == 400  # refused, logged with its traceback
+    # And what pipecat writes through loguru when a browser sends a data-channel message that is
+    # not JSON.
     loguru_logger.error(f"Error parsing JSON message {SAID}, Expecting value: line 1 column 1 (char 0)")
     err = capsys.readouterr().err
     records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-    assert [r["name"] for r in records][-2:] == ["uvicorn.error", "tests.web.test_server_logs"]
-    assert "Traceback (most recent call last)" in records[-2]["exc_info"]
+    [refusal] = [r for r in records if r["name"] == "web.app" and r["message"].startswith("offer refused")]
+    assert "Traceback (most recent call last)" in refusal["exc_info"]
+    assert records[-1]["name"] == "tests.web.test_server_logs"  # the forwarded loguru line
     assert_clean(err)
