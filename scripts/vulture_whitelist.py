@@ -34,6 +34,8 @@ _.validate_result
 nlp_artifacts  # part of presidio's signature
 _.get_timestamp
 _.msg  # the log record's message, rewritten before it is formatted
+_.process_log_record  # python-json-logger's hook
+_.handleError  # logging.Handler's hook
 _.eos_token_id  # read by generate()
 _.daemon_threads
 _.protocol_version

@@ -80,9 +80,8 @@ def test_level_channel_and_status_are_enums_and_the_json_is_their_plain_values(t
     assert loaded.status is EscalationStatus.WAITING
 
 
-def test_a_record_file_is_readable_by_its_owner_only_whatever_the_umask(
-    tmp_path: Path, permissive_umask: None
-) -> None:
+@pytest.mark.usefixtures("permissive_umask")
+def test_a_record_file_is_readable_by_its_owner_only_whatever_the_umask(tmp_path: Path) -> None:
     store = EscalationStore(tmp_path / "esc")
     record = a_record()
     first = store.save(record)

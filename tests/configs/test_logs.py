@@ -108,9 +108,10 @@ def test_a_stack_is_redacted(log_format: str) -> None:
     assert_clean(out)
 
 
+@pytest.mark.usefixtures("restore_logging")
 @pytest.mark.parametrize("log_format", ["json", "text"])
 def test_a_pipecat_line_forwarded_from_loguru_is_redacted_with_its_traceback(
-    log_format: str, restore_logging: None, capsys: pytest.CaptureFixture[str]
+    log_format: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     setup_logging("INFO", log_format, redact)
     loguru_logger.error(f"Error parsing JSON message {SAID}, Expecting value")  # pipecat's own words
