@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -27,6 +28,9 @@ class BrowserSession:
     connection: SmallWebRTCConnection
     task: asyncio.Task | None = None
     live: LiveSession | None = None
+
+
+AUDIO_LINE = re.compile(r"^m=audio ", re.MULTILINE)
 
 
 class LinesBusy(Exception):
@@ -72,6 +76,8 @@ class WebRTCSessions:
             return {**session.connection.get_answer(), "session_id": session.session_id}
         if self._max_concurrent is not None and self.in_use() >= self._max_concurrent:
             raise LinesBusy
+        if not AUDIO_LINE.search(sdp):
+            raise UnreadableOffer("the offer carries no audio")  # nothing to listen to: no session
         self._starting += 1  # the line is held from now: offers arriving meanwhile see it taken
         connection = SmallWebRTCConnection(ice_servers=[])
         try:

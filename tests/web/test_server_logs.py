@@ -30,7 +30,8 @@ from tests.configs.test_logs import SAID, SECRETS, assert_clean, restore_logging
 from web.app import create_app
 
 # An SDP whose version line holds what a caller said instead of a number.
-OFFER = json.dumps({"sdp": f"v={SAID}\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n", "type": "offer"})
+SDP = f"v={SAID}\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+OFFER = json.dumps({"sdp": SDP, "type": "offer"})
 
 
 def free_port() -> int:
