@@ -14,27 +14,18 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from agent.redacted_logs import setup_redacted_logging
-from configs.settings import hub_offline_environment, load_settings
-from tools.bench_paths import machine, run_one, synthesize_turns
+from configs.settings import hub_offline_environment
+from tools.bench_paths import bench_setup, machine, run_one
 from tools.bench_phone import compare, print_comparison
-from web.product import build_product
 
 
 async def bench(turns: int) -> dict[str, Any]:
-    product = build_product(load_settings(), phone=False)
-    await product.warm_up()
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            wavs = synthesize_turns(turns, Path(folder))
-            ours = await run_one("pipeline", product, wavs)
-            base = await run_one("baseline", product, wavs)
-    finally:
-        await product.stop()
+    async with bench_setup(turns) as (product, wavs):
+        ours = await run_one("pipeline", product, wavs)
+        base = await run_one("baseline", product, wavs)
     ratio = round(ours["p95_ms"] / base["p95_ms"], 3) if ours["p95_ms"] and base["p95_ms"] else None
     return {
         "machine": machine(),

@@ -10,10 +10,13 @@ stock-pipecat session with the same brain and models (``tools/baseline.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import statistics
+import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ import numpy as np
 from pipecat.frames.frames import EndFrame
 
 from agent.channel import Channel
+from configs.settings import load_settings
 from media.file_transport import FileReplayTransport
 from media.host import Transport
 from media.synth import synthesize
@@ -29,7 +33,7 @@ from pipeline.result import build_result
 from pipeline.session import INPUT_RATE, make_worker, run_worker
 from tools.baseline import baseline_session
 from tools.replay import OUTPUT_RATE, load_turns
-from web.product import Product
+from web.product import Product, build_product
 
 PATIENT_LINES = [
     "I have a red itchy rash on my left forearm.",
@@ -53,6 +57,18 @@ PATIENT_LINES = [
     "I have not noticed any blisters.",
     "That is everything, thank you.",
 ]
+
+
+@contextlib.asynccontextmanager
+async def bench_setup(turns: int) -> AsyncIterator[tuple[Product, list[Path]]]:
+    """The product, warmed as the server warms it, and ``turns`` synthesised patient turns."""
+    product = build_product(load_settings(), phone=False)
+    await product.warm_up()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            yield product, synthesize_turns(turns, Path(folder))
+    finally:
+        await product.stop()
 
 
 def synthesize_turns(count: int, folder: Path) -> list[Path]:

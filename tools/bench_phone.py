@@ -13,21 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from configs.settings import Settings, load_settings
+from configs.settings import Settings
 from media.audio_files import resample_int16
 from media.sip.server import SipServer
 from media.sip.uac import Caller
 from pipeline.session import INPUT_RATE
-from tools.bench_paths import latency_summary, machine, run_one, synthesize_turns
+from tools.bench_paths import bench_setup, latency_summary, machine, run_one
 from tools.replay import load_turns
-from web.product import Product, build_product
+from web.product import Product
 
 REPLY_IDLE_S = 1.0  # the reply is over after this much silence (as the file transport waits)
 REPLY_TIMEOUT_S = 25.0
@@ -96,15 +95,9 @@ async def run_phone(product: Product, wavs: list[Path]) -> dict[str, Any]:
 
 async def compare(turns: int) -> dict[str, Any]:
     """The browser path and the phone path on the same synthesised turns."""
-    product = build_product(load_settings(), phone=False)
-    await product.warm_up()
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            wavs = synthesize_turns(turns, Path(folder))
-            browser = await run_one("pipeline", product, wavs)
-            phone = await run_phone(product, wavs)
-    finally:
-        await product.stop()
+    async with bench_setup(turns) as (product, wavs):
+        browser = await run_one("pipeline", product, wavs)
+        phone = await run_phone(product, wavs)
     extra = (
         round(phone["p95_ms"] - browser["p95_ms"], 1)
         if phone["p95_ms"] is not None and browser["p95_ms"] is not None
