@@ -187,12 +187,14 @@ class ClinicianSettings(BaseModel):
     accounts: list[ClinicianAccount] = Field(default_factory=list)
     accounts_file: Path = Path("var/clinicians.json")
     session_max_age_s: int = 8 * 3600
+    # A console session not used for this long is refused: the clinician signs in again.
+    session_idle_timeout_s: int = 30 * 60
     patient_token_ttl_s: int = 2 * 3600
     audit_log: Path = Path("var/audit.log")
     reassure_every_s: float = 45.0
     repeat_emergency_after_s: float = 180.0
 
-    @field_validator("session_max_age_s", "patient_token_ttl_s")
+    @field_validator("session_max_age_s", "session_idle_timeout_s", "patient_token_ttl_s")
     @classmethod
     def _ages_are_bounded(cls, value: int, info: ValidationInfo) -> int:
         return int(_duration(f"CLINICIAN__{info.field_name.upper()}", value, 24 * HOUR))
