@@ -16,6 +16,12 @@ end, the final ``TranscriptionFrame`` just before. A turn that starts while the 
 answering interrupts it (barge-in): not only while its audio plays but whenever an answer
 to an earlier turn may still be on its way (being written, synthesised, or between two
 sentences), so that it is dropped rather than played over the patient.
+
+A session that ends gracefully (an ``EndFrame``: the patient hung up, the clinician ended it)
+first finishes the turn it holds: the words heard so far are transcribed and pushed as the
+turn's final ``TranscriptionFrame`` ahead of the ``EndFrame``, so the triage still assesses them
+(a patient who says "I can't breathe" as the line drops is escalated). Only a cancellation
+drops the turn.
 """
 
 from __future__ import annotations
@@ -110,7 +116,9 @@ class IncrementalWhisperSTT(FrameProcessor):
             self._bot_speaking = True
         elif isinstance(frame, BotStoppedSpeakingFrame):
             self._bot_speaking = False
-        elif isinstance(frame, (EndFrame, CancelFrame)):
+        elif isinstance(frame, EndFrame):
+            await self._finish_turn_now()
+        elif isinstance(frame, CancelFrame):
             await self._abandon_turn()
         await self.push_frame(frame, direction)
 
@@ -196,14 +204,34 @@ class IncrementalWhisperSTT(FrameProcessor):
         except Exception as exc:  # noqa: BLE001 - the turn must end, and the failure be heard
             log.error("end of turn failed: %s", type(exc).__name__)
             text, self._recognition_failure = "", f"speech recognition failed ({type(exc).__name__})"
-        failure = self._recognition_failure
-        scores, spoken_s = list(self._scores), len(self._audio) / 2 / self._rate
         log.debug(
             "patient turn ended %.0f ms after the pause (end of turn: %s, %d passes)",
             (time.monotonic() - paused_at) * 1000,
             state.name if state else "timer",
             len(self._passes),
         )
+        await self._close_turn(text)
+
+    async def _finish_turn_now(self) -> None:
+        """The session is ending: the turn in progress is transcribed and closed, not dropped."""
+        if not self._in_turn:
+            return
+        if self._turn_timer is not None:  # in a pause: its pass already covers the phrase
+            await self.cancel_task(self._turn_timer)
+            self._turn_timer = None
+        elif self._speaking:
+            self._start_pass()  # cut off mid-phrase: what was heard of it
+        try:
+            text = (await asyncio.shield(self._passes[-1]) if self._passes else "") or ""
+        except Exception as exc:  # noqa: BLE001 - the failure is escalated like any other
+            text, self._recognition_failure = "", f"speech recognition failed ({type(exc).__name__})"
+        log.info("session ending mid-turn: the last words were transcribed (%d passes)", len(self._passes))
+        await self._close_turn(text)
+
+    async def _close_turn(self, text: str) -> None:
+        """The turn's final transcription (or what stands for it), then the end of the turn."""
+        failure = self._recognition_failure
+        scores, spoken_s = list(self._scores), len(self._audio) / 2 / self._rate
         self._reset_turn()
         if self._end_of_turn is not None:
             self._end_of_turn.clear()

@@ -129,7 +129,9 @@ async def test_going_on_before_the_answer_is_heard_drops_the_answer() -> None:
             *speech(0.6),
         ],
     )
-    assert [f.text for f in of_type(down, TranscriptionFrame)] == ["Sorry to interrupt,"]
+    # The second turn is still being said when the test's session ends: it is closed at the end.
+    finals = [f.text for f in of_type(down, TranscriptionFrame)]
+    assert finals == ["Sorry to interrupt,", "I have a rash on my arm."]
     assert len(of_type(down, InterruptionFrame)) == 1 and len(of_type(up, InterruptionFrame)) == 1
 
 
@@ -216,3 +218,36 @@ async def test_a_turn_carries_its_least_sure_phrase_score_and_speech_with_no_wor
         ],
     )
     assert of_type(down, UnclearSpeechFrame) and not of_type(down, TranscriptionFrame)
+
+
+# --- the session ends mid-turn (the patient hangs up while talking) ---------------------------
+
+
+async def test_words_still_being_said_when_the_session_ends_are_transcribed_before_the_end() -> None:
+    # The patient is mid-phrase (no pause yet) when the line drops: the session ends with an
+    # EndFrame. What was heard must still reach the triage as the turn's final transcription.
+    fake = FakeTranscriber(["I can't breathe"], delay_s=0.2)
+    stt = IncrementalWhisperSTT(fake, turn_stop_s=1.0, vad_stop_s=0.2)
+    down, _ = await run_test(stt, frames_to_send=[VADUserStartedSpeakingFrame(), *speech(1.0)])
+    finals = of_type(down, TranscriptionFrame)
+    assert [f.text for f in finals] == ["I can't breathe"] and finals[0].finalized
+    assert len(fake.calls) == 1 and fake.calls[0][1] >= 16000  # the whole second heard, in one pass
+    assert len(of_type(down, UserStoppedSpeakingFrame)) == 1
+
+
+async def test_a_session_ending_in_a_pause_closes_the_turn_with_the_running_pass_only() -> None:
+    # The patient paused (the pass is running) and the line drops before the end of turn: the
+    # turn ends with that pass's words, and the silence since is not transcribed again.
+    fake = FakeTranscriber(["my lips are swelling"], delay_s=0.3)
+    stt = IncrementalWhisperSTT(fake, turn_stop_s=1.5, vad_stop_s=0.2)
+    down, _ = await run_test(
+        stt,
+        frames_to_send=[
+            VADUserStartedSpeakingFrame(),
+            *speech(0.8),
+            VADUserStoppedSpeakingFrame(),
+            *speech(0.3),
+        ],
+    )
+    assert [f.text for f in of_type(down, TranscriptionFrame)] == ["my lips are swelling"]
+    assert len(fake.calls) == 1
