@@ -68,3 +68,10 @@ _._closing
 pytestmark
 clean_env
 models_loaded
+
+# tools/soak.py: report fields printed through dataclasses.asdict; an aiortc event handler.
+_.wall_s
+_.agent_heard
+_.server_errors_logged
+_.per_session_mib
+_track
