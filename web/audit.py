@@ -3,7 +3,9 @@
 An entry holds the UTC time, the event, the clinician's username (staff, not patient data), the
 escalation and session ids and, for some events, a short code (an outcome, a refusal reason).
 It never holds what a patient said, their name or their number: entries are built from those
-fields only, and a code must be one of ``CODES``.
+fields only, and a code must be one of ``CODES``. An id can come from a request's path (a refused
+room token names the room it tried): it is cut to ``MAX_ID_CHARS``, so a hostile path cannot make
+an entry long. How many refusals one address can have audited is limited by the routes.
 
 Entries are appended on one writer thread, in order, so a slow or hung disk never holds up the
 event loop; the file is 0600 whatever the umask, and each entry is flushed to disk. A failed
@@ -43,8 +45,24 @@ class AuditEvent(StrEnum):
     PATIENT_TOKEN_REJECTED = "patient_token_rejected"
 
 
-# Codes an entry may carry: why a sign-in failed, how an escalation ended.
-CODES = frozenset({"wrong_credentials", "rate_limited", "no_accounts", *EscalationOutcome})
+# Codes an entry may carry: why a sign-in failed, why a room token was refused, how an escalation ended.
+CODES = frozenset(
+    {
+        "wrong_credentials",
+        "rate_limited",
+        "no_accounts",
+        "token_in_query",
+        "token_invalid",
+        "session_ended",
+        *EscalationOutcome,
+    }
+)
+# Session and escalation ids are 32 hex characters: anything longer was made up by the sender.
+MAX_ID_CHARS = 64
+
+
+def _bounded(value: str | None) -> str | None:
+    return None if value is None else str(value)[:MAX_ID_CHARS]
 
 
 class AuditLog:
@@ -74,9 +92,9 @@ class AuditLog:
         entry: dict[str, Any] = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "event": AuditEvent(event).value,
-            "clinician": clinician,
-            "escalation_id": escalation_id,
-            "session_id": session_id,
+            "clinician": _bounded(clinician),
+            "escalation_id": _bounded(escalation_id),
+            "session_id": _bounded(session_id),
         }
         if code is not None:
             entry["code"] = str(code)  # an outcome enum as its plain value

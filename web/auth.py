@@ -2,22 +2,38 @@
 
 Accounts come from ``settings.clinician.accounts`` and the accounts file (``web/accounts.py``),
 re-read when the file changes. Passwords are argon2 hashes; there is no default password.
-A session is a signed, timestamped cookie (itsdangerous, keyed by ``SECRET_KEY``) that expires
-after ``session_max_age_s``; signing out revokes it in this process. Without ``SECRET_KEY``
-(development) a random key is drawn per process, so sessions and tokens end with the process.
+A session is a signed, timestamped cookie (itsdangerous, keyed by ``SECRET_KEY``). It ends
+``session_max_age_s`` after sign-in, or ``session_idle_timeout_s`` after it was last used: every
+use re-issues it with a fresh timestamp (``refresh_session``), so the idle clock survives a restart.
+Signing out revokes its nonce in ``revoked_sessions.json`` next to the audit log (0600, replaced
+atomically, entries dropped once the cookie would have expired anyway), so a restart does not
+bring it back while every other session stays signed in. Without ``SECRET_KEY`` (development) a
+random key is drawn per process, so sessions and tokens end with the process.
+
+Sign-in limits cannot lock a clinician out: wrong passwords are counted per (username, address)
+pair and per address, never per username alone, so an attacker failing ``ada`` from one address
+does not stop Ada signing in from hers. Guessing from many addresses is slowed by the per-address
+limits and argon2, and logged as a warning once a username fails from several in a minute.
+
+A patient room token names one session and has no expiry of its own: it is good only while that
+session's room is live, which the routes check (``web/clinician.py``), so it ends with the session
+and never in the middle of one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
+import os
 import secrets
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -30,6 +46,8 @@ from web.accounts import AccountError, read_accounts_file
 SESSION_COOKIE = "clinician_session"
 CSRF_HEADER = "x-csrf-token"
 COOKIE_PATH = "/clinician"
+MAX_TRACKED_KEYS = 10_000
+REVOKED_FILE = "revoked_sessions.json"  # next to the audit log: a folder the server writes to
 NO_ACCOUNTS_MESSAGE = (
     'No clinician accounts: create one with python -m web.accounts add USERNAME "Display Name"'
 )
@@ -72,9 +90,72 @@ class FailureLimiter:
                 return 0.0
             return failures[0] + self.window_s - now if len(failures) >= self.attempts else 0.0
 
-    def fail(self, key: str) -> None:
+    def fail(self, key: str) -> int:
+        """Count one failure for ``key``; returns how many it has in the window now."""
         with self._lock:
-            self._failures[key].append(self._clock())
+            failures, now = self._failures[key], self._clock()
+            failures.append(now)
+            while failures and failures[0] <= now - self.window_s:
+                failures.popleft()
+            if len(self._failures) > MAX_TRACKED_KEYS:  # keys an attacker makes up do not pile up
+                for stale in [k for k, f in self._failures.items() if f[-1] <= now - self.window_s]:
+                    del self._failures[stale]
+            return len(failures)
+
+
+class RevokedSessions:
+    """Signed-out session nonces, each until its cookie would have expired anyway, kept on disk.
+
+    The file is small (one entry per sign-out in the last ``session_max_age_s``), 0600, and
+    replaced atomically, so a crash mid-write leaves the old list. If it cannot be read at start,
+    ``readable`` is False and the caller refuses every cookie issued before this start (a
+    clinician signs in again) rather than honour a cookie that may have been signed out.
+    """
+
+    def __init__(self, path: Path, clock: Callable[[], float]) -> None:
+        self.path, self._clock = path, clock
+        self._lock = threading.Lock()  # sign-out runs off the event loop
+        self._until: dict[str, float] = {}
+        self.readable = True
+        try:
+            data = json.loads(path.read_text())
+            self._until = {str(n): float(t) for n, t in data["revoked"].items()}
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            self.readable = False
+            log.error(
+                "the revoked-sessions file cannot be read: sessions signed in before this start are refused"
+            )
+
+    def __contains__(self, nonce: str) -> bool:
+        until = self._until.get(nonce)
+        return until is not None and until > self._clock()
+
+    def add(self, nonce: str, until: float) -> None:
+        """Revoke ``nonce`` until ``until`` and save the list (a failed save keeps it in memory)."""
+        with self._lock:
+            now = self._clock()
+            self._until = {n: t for n, t in self._until.items() if t > now}
+            self._until[nonce] = until
+            try:
+                self._save(dict(self._until))
+            except OSError as exc:
+                log.error("the revoked-sessions file could not be written (%s)", type(exc).__name__)
+
+    def _save(self, entries: dict[str, float]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as out:
+                json.dump({"revoked": entries}, out, separators=(",", ":"))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(partial, self.path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
 
 
 def _serializer(secret: bytes, salt: str, clock: Callable[[], float]) -> URLSafeTimedSerializer:
@@ -114,9 +195,15 @@ class Auth:
         self._csrf_key = hmac.new(secret, b"csrf", hashlib.sha256).digest()
         self._hasher = hasher or PasswordHasher()
         self._dummy_hash: str | None = None
-        self._revoked: dict[str, float] = {}
-        self._by_user = FailureLimiter(attempts_per_minute, 60.0, clock)
+        revoked_file = settings.path(settings.clinician.audit_log).parent / REVOKED_FILE
+        self._revoked = RevokedSessions(revoked_file, clock)
+        # Cookies signed before this start are refused only when the revocations are unknown.
+        self._not_before = 0 if self._revoked.readable else int(clock())
+        self._last_seen: dict[str, float] = {}  # nonce -> last use, for a stream holding an old cookie
+        self._seen_lock = threading.Lock()
+        self._by_pair = FailureLimiter(attempts_per_minute, 60.0, clock)
         self._by_address = FailureLimiter(attempts_per_minute * 4, 60.0, clock)
+        self._by_user = FailureLimiter(attempts_per_minute * 4, 60.0, clock)  # a warning, never a lock
         self._accounts_path = settings.path(settings.clinician.accounts_file)
         self._accounts_stamp: int | None = -1
         self._accounts: dict[str, ClinicianAccount] = {}
@@ -159,9 +246,14 @@ class Auth:
         return account.display_name if account else username
 
     def authenticate(self, username: str, password: str, address: str = "-") -> Clinician | None:
-        """The clinician when the password is right, else None; raises LoginRateLimited."""
+        """The clinician when the password is right, else None; raises LoginRateLimited.
+
+        Refused before the password is checked only when this address is limited: for all
+        usernames (``4 * attempts_per_minute`` failures a minute) or for this one
+        (``attempts_per_minute``). Failures from other addresses never count against it.
+        """
         username = username.strip().lower()
-        keys = ((self._by_user, f"user:{username}"), (self._by_address, f"address:{address}"))
+        keys = ((self._by_pair, f"{address}|{username}"), (self._by_address, address))
         wait = max(limiter.retry_after(key) for limiter, key in keys)
         if wait > 0:
             raise LoginRateLimited(wait)
@@ -172,6 +264,8 @@ class Auth:
             self._verify(self._dummy(), password)  # the same time whether or not the user exists
         for limiter, key in keys:
             limiter.fail(key)
+        if self._by_user.fail(username) == self._by_user.attempts:
+            log.warning("one username failed to sign in %d times within a minute", self._by_user.attempts)
         return None
 
     def _verify(self, password_hash: str, password: str) -> bool:
@@ -188,11 +282,13 @@ class Auth:
     # --- sessions -------------------------------------------------------------------------
 
     def issue_session(self, clinician: Clinician) -> str:
-        """A session cookie value for ``clinician``."""
-        return self._sessions.dumps({"u": clinician.username, "n": secrets.token_urlsafe(16)})
+        """A session cookie value for ``clinician``, signed in now."""
+        return self._sessions.dumps(
+            {"u": clinician.username, "n": secrets.token_urlsafe(16), "i": int(self._clock())}
+        )
 
     def verify_session(self, cookie: str | None) -> Clinician | None:
-        """The signed-in clinician, or None for a missing, forged, expired or revoked cookie."""
+        """The signed-in clinician, or None for a missing, forged, expired, idle or revoked cookie."""
         payload = self._load(cookie)
         if payload is None:
             return None
@@ -201,13 +297,31 @@ class Auth:
             return None  # the account was removed
         return Clinician(account.username, account.display_name, self._csrf_for(payload["n"]))
 
+    def refresh_session(self, cookie: str | None) -> str | None:
+        """The clinician used this session now: the cookie to send back, with a fresh idle clock.
+
+        None when the cookie is no longer valid. The sign-in time, hence the 8-hour limit, stays.
+        """
+        payload = self._load(cookie)
+        if payload is None:
+            return None
+        now = self._clock()
+        idle = self.settings.clinician.session_idle_timeout_s
+        with self._seen_lock:
+            self._last_seen = {n: t for n, t in self._last_seen.items() if now - t <= idle}
+            self._last_seen[payload["n"]] = now
+        return self._sessions.dumps({"u": payload["u"], "n": payload["n"], "i": payload["i"]})
+
     def revoke_session(self, cookie: str | None) -> None:
-        """Sign out: the cookie is refused from now on, even if a copy is kept."""
+        """Sign out: the cookie is refused from now on, even if a copy is kept, and after a restart.
+
+        Writes a small file: call it off the event loop.
+        """
         payload = self._load(cookie)
         if payload is not None:
-            now = self._clock()
-            self._revoked = {n: t for n, t in self._revoked.items() if t > now}
-            self._revoked[payload["n"]] = now + self.settings.clinician.session_max_age_s
+            self._revoked.add(payload["n"], payload["i"] + self.settings.clinician.session_max_age_s)
+            with self._seen_lock:
+                self._last_seen.pop(payload["n"], None)
 
     def check_csrf(self, clinician: Clinician, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(clinician.csrf_token, token or "")
@@ -215,11 +329,24 @@ class Auth:
     def _load(self, cookie: str | None) -> dict[str, Any] | None:
         if not cookie:
             return None
+        limits = self.settings.clinician
         try:
-            payload = self._sessions.loads(cookie, max_age=self.settings.clinician.session_max_age_s)
+            payload, signed = self._sessions.loads(
+                cookie, max_age=limits.session_max_age_s, return_timestamp=True
+            )
         except BadData:
             return None
-        if not isinstance(payload, dict) or not {"u", "n"} <= payload.keys() or payload["n"] in self._revoked:
+        if not isinstance(payload, dict) or not {"u", "n", "i"} <= payload.keys():
+            return None
+        nonce, issued = payload["n"], payload["i"]
+        if not (isinstance(nonce, str) and isinstance(issued, int)) or nonce in self._revoked:
+            return None
+        now = self._clock()
+        with self._seen_lock:
+            last_used = max(signed.timestamp(), self._last_seen.get(nonce, 0.0))
+        if issued < self._not_before or now - issued > limits.session_max_age_s:
+            return None
+        if now - last_used > limits.session_idle_timeout_s:
             return None
         return payload
 
@@ -239,14 +366,19 @@ class Auth:
     # --- patient room tokens --------------------------------------------------------------
 
     def issue_patient_token(self, session_id: str) -> str:
-        """A token that opens the room of ``session_id`` only, for ``patient_token_ttl_s``."""
+        """A token that opens the room of ``session_id`` only, while that session is live."""
         return self._patient_tokens.dumps(session_id)
 
     def verify_patient_token(self, token: str | None, session_id: str) -> bool:
+        """True when ``token`` was issued here for ``session_id``.
+
+        No expiry: a fixed one could cut a live session. The caller also checks that the session
+        is live (``web/clinician.py``): a token is no good once its session has ended.
+        """
         if not token:
             return False
         try:
-            bound = self._patient_tokens.loads(token, max_age=self.settings.clinician.patient_token_ttl_s)
+            bound = self._patient_tokens.loads(token)
         except BadData:
             return False
         return isinstance(bound, str) and hmac.compare_digest(bound.encode(), session_id.encode())

@@ -3,8 +3,13 @@
 ``clinician_routes(settings, auth, queue, audit, rooms)`` returns the routes; ``web/app.py``
 mounts them. Everything under ``/clinician/api`` needs a signed-in clinician (401 otherwise);
 a request that changes something also needs the session's CSRF token in ``X-CSRF-Token`` and,
-when the browser sends one, an Origin of this host (403 otherwise). The live room is reached
-only through the ``Rooms`` protocol.
+when the browser sends one, an Origin of this host (403 otherwise). Every console request but
+the event stream counts as activity and re-issues the session cookie (the idle timeout). The
+live room is reached only through the ``Rooms`` protocol.
+
+A patient's room endpoints take the room token in the ``X-Room-Token`` header only (one in the
+query string ends up in access logs and is refused) and only while the room is live: the token
+ends with the session. Refusals are audited, at most ``AUDIT_REFUSALS_PER_MINUTE`` per address.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ from web.queue import (
 
 STATIC = Path(__file__).parent / "static"
 ROOM_TOKEN_HEADER = "x-room-token"
+# Audit entries an address can cause by being refused (bad room tokens, sign-in over its limit):
+# enough to see an attack, not enough to fill the disk with one.
+AUDIT_REFUSALS_PER_MINUTE = 10
 # A patient's request not yet in the queue (the agent raises it) is pending this long at most.
 REQUEST_PENDING_S = 30.0
 PAGE_HEADERS = {
@@ -123,6 +131,7 @@ def clinician_routes(
 ) -> list[Route]:
     """The console page, its API, its event stream, and the patient's room endpoints."""
     sign_ins = AddressLimit("sign-in", settings.sessions.sign_ins_per_minute)
+    refusal_audits = AddressLimit("refusal-audit", AUDIT_REFUSALS_PER_MINUTE)
     patient_requests = AddressLimit("clinician-request", settings.sessions.clinician_requests_per_minute)
     # session id -> (when the patient asked, the id of the session's escalation then): the request
     # is on its way to the agent until the queue holds a newer escalation for the session.
@@ -146,18 +155,27 @@ def clinician_routes(
             return _error(403, "This request was refused: reload the console and try again.")
         return clinician
 
-    def api(changes: bool) -> Callable[[Callable[..., Awaitable[Response]]], Handler]:
+    def audit_refusal(request: Request, event: AuditEvent, **fields: Any) -> None:
+        """Audit a refused request unless its address has caused too many such entries this minute."""
+        if not refusal_audits.hit(client_address(request)):
+            audit.record(event, **fields)
+
+    def api(changes: bool, activity: bool = True) -> Callable[[Callable[..., Awaitable[Response]]], Handler]:
         def wrap(handler: Callable[..., Awaitable[Response]]) -> Handler:
             async def endpoint(request: Request) -> Response:
                 clinician = guard(request, changes=changes)
                 if isinstance(clinician, Response):
                     return clinician
                 try:
-                    return await handler(request, clinician)
+                    response = await handler(request, clinician)
                 except UnknownEscalation:
-                    return _error(404, "No such escalation.")
+                    response = _error(404, "No such escalation.")
                 except QueueError as exc:  # the state moved on meanwhile (a claim lapsed, another tab)
-                    return _error(409, f"{str(exc).capitalize()}.")
+                    response = _error(409, f"{str(exc).capitalize()}.")
+                fresh = auth.refresh_session(request.cookies.get(SESSION_COOKIE)) if activity else None
+                if fresh is not None:  # used now: the idle timeout starts again
+                    response.set_cookie(SESSION_COOKIE, fresh, **auth.cookie_options())
+                return response
 
             return endpoint
 
@@ -194,9 +212,10 @@ def clinician_routes(
     async def login(request: Request) -> Response:
         if not _same_origin(request):
             return _error(403, "This request was refused.")
-        wait = sign_ins.hit(client_address(request))
+        address = client_address(request)
+        wait = sign_ins.hit(address)
         if wait:
-            audit.record(AuditEvent.SIGN_IN_FAILED, code="rate_limited")
+            audit_refusal(request, AuditEvent.SIGN_IN_FAILED, code="rate_limited")
             return AddressLimit.refusal(wait)
         username, password = await _credentials(request)
         account = auth.accounts().get(username.strip().lower())
@@ -205,11 +224,10 @@ def clinician_routes(
             audit.record(AuditEvent.SIGN_IN_FAILED, code="no_accounts")
             return _error(401, "Wrong username or password.", setup=auth.setup_message())
         try:
-            address = request.client.host if request.client else "-"
             # argon2 takes tens of milliseconds of CPU: off the event loop that carries the voices.
             clinician = await asyncio.to_thread(auth.authenticate, username, password, address)
         except LoginRateLimited as exc:
-            audit.record(AuditEvent.SIGN_IN_FAILED, clinician=staff, code="rate_limited")
+            audit_refusal(request, AuditEvent.SIGN_IN_FAILED, clinician=staff, code="rate_limited")
             wait = max(1, round(exc.retry_after_s))
             return _json(
                 {"error": f"Too many attempts. Try again in {wait} seconds."}, 429, {"Retry-After": str(wait)}
@@ -232,7 +250,7 @@ def clinician_routes(
             refused = guard(request, changes=True)
             if isinstance(refused, Response):
                 return refused
-            auth.revoke_session(cookie)
+            await asyncio.to_thread(auth.revoke_session, cookie)  # a small file write, off the loop
             audit.record(AuditEvent.SIGN_OUT, clinician=clinician.username)
         response = _json({"signed_in": False})
         options = auth.cookie_options()
@@ -258,7 +276,7 @@ def clinician_routes(
     async def escalations(_request: Request, _clinician: Clinician) -> Response:
         return _json([view(r) for r in queue.list()])
 
-    @api(changes=False)
+    @api(changes=False, activity=False)  # an open console is not a clinician at the screen
     async def events(request: Request, _clinician: Clinician) -> Response:
         cookie = request.cookies.get(SESSION_COOKIE)
 
@@ -388,12 +406,18 @@ def clinician_routes(
             return {"status": "none", "clinician": None}
         return {"status": record.status, "clinician": auth.display_name(record.clinician)}
 
-    def room_token_ok(request: Request, session_id: str) -> bool:
-        token = request.headers.get(ROOM_TOKEN_HEADER) or request.query_params.get("token")
-        if auth.verify_patient_token(token, session_id):
-            return True
-        audit.record(AuditEvent.PATIENT_TOKEN_REJECTED, session_id=session_id)
-        return False
+    def room_refusal(request: Request, session_id: str) -> Response | None:
+        """None when the request carries this live room's token in its header, else the refusal."""
+        if "token" in request.query_params:
+            code, refusal = "token_in_query", _error(403, "Send the room token in the X-Room-Token header.")
+        elif not auth.verify_patient_token(request.headers.get(ROOM_TOKEN_HEADER), session_id):
+            code, refusal = "token_invalid", _error(403, "This link is not valid for this conversation.")
+        elif not rooms.is_live(session_id):
+            code, refusal = "session_ended", _error(403, "This conversation has ended.")
+        else:
+            return None
+        audit_refusal(request, AuditEvent.PATIENT_TOKEN_REJECTED, session_id=session_id, code=code)
+        return refusal
 
     def request_pending(session_id: str, current: EscalationRecord | None) -> bool:
         """The patient asked already and the agent has not yet put a new escalation in the queue."""
@@ -410,10 +434,9 @@ def clinician_routes(
         wait = patient_requests.hit(client_address(request))
         if wait:
             return AddressLimit.refusal(wait)
-        if not room_token_ok(request, session_id):
-            return _error(403, "This link is not valid for this conversation.")
-        if not rooms.is_live(session_id):
-            return _error(409, "This conversation has ended.")
+        refusal = room_refusal(request, session_id)
+        if refusal is not None:
+            return refusal
         current = queue.for_session(session_id)
         if current is not None and current.status in ACTIVE and current.status != HANDED_BACK:
             return _json(room_status(session_id))  # already on its way: asking twice changes nothing
@@ -426,9 +449,8 @@ def clinician_routes(
 
     async def status(request: Request) -> Response:
         session_id = request.path_params["session_id"]
-        if not room_token_ok(request, session_id):
-            return _error(403, "This link is not valid for this conversation.")
-        return _json(room_status(session_id))
+        refusal = room_refusal(request, session_id)
+        return refusal or _json(room_status(session_id))
 
     escalation = "/clinician/api/escalations/{id}"
     return [

@@ -49,7 +49,7 @@ async def test_every_clinician_action_leaves_an_entry_with_who_when_and_which(tm
         await ada.post(api(record, "join"), headers=headers, json=OFFER)
         await ada.post(api(record, "end"), headers=headers, json={"outcome": "emergency_services"})
         await ada.post("/clinician/logout", headers=headers)
-        await patient.post(f"/api/room/room-a/clinician?token={token_for_b}")
+        await patient.post("/api/room/room-a/clinician", headers={"X-Room-Token": token_for_b})
     await console.queue.close()
 
     entries = console.audit.entries()
@@ -73,6 +73,7 @@ async def test_every_clinician_action_leaves_an_entry_with_who_when_and_which(tm
     assert entries[9]["code"] == "emergency_services"
     assert entries[0]["code"] == "wrong_credentials"
     assert entries[-1]["session_id"] == "room-a" and entries[-1]["escalation_id"] is None
+    assert entries[-1]["code"] == "token_invalid"
     for entry in entries:
         assert (
             entry["time"].endswith("Z")
@@ -99,6 +100,37 @@ async def test_no_patient_words_names_or_numbers_reach_the_audit_log(tmp_path: P
         assert secret.lower() not in written.lower()
     for turn in record.transcript:
         assert turn["text"] not in written
+
+
+async def test_one_address_sending_bad_tokens_cannot_flood_the_audit_log(tmp_path: Path) -> None:
+    console = build_console(tmp_path)
+    long_path = "x" * 5000
+    async with console.client(address="203.0.113.7") as attacker, console.client(address="10.1.2.3") as other:
+        answers = [
+            await attacker.get(f"/api/room/{long_path}{n}/status", headers={"X-Room-Token": "forged"})
+            for n in range(40)
+        ]
+        for _ in range(30):  # over the sign-in limit: each refusal used to be audited too
+            await attacker.post("/clinician/login", json={"username": "ada", "password": "guess"})
+        from_elsewhere = await other.get("/api/room/room-a/status", headers={"X-Room-Token": "forged"})
+    await console.queue.close()
+
+    assert all(a.status_code == 403 for a in answers) and from_elsewhere.status_code == 403
+    entries = console.audit.entries()
+    refused = [e for e in entries if e["event"] == "patient_token_rejected"]
+    rate_limited = [e for e in entries if e.get("code") == "rate_limited"]
+    assert len(refused) + len(rate_limited) <= 11  # at most 10 from the attacker, and the other's one
+    assert refused[-1]["session_id"] == "room-a"  # another address is still audited
+    assert all(len(e["session_id"]) <= 64 for e in refused)
+    assert len(console.audit.path.read_text()) < 5000  # not even one of the attacker's paths
+
+
+def test_an_id_from_a_request_path_is_cut_short(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.log")
+    entry = log.record(AuditEvent.PATIENT_TOKEN_REJECTED, session_id="a" * 100_000, code="token_invalid")
+    log.flush()
+    assert len(entry["session_id"]) == 64
+    assert len(log.path.read_text()) < 300
 
 
 def test_the_log_only_grows_and_only_its_owner_can_read_it(tmp_path: Path) -> None:

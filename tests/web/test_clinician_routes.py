@@ -6,7 +6,7 @@ import asyncio
 import json
 import re
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,12 +86,18 @@ class Console:
     rooms: FakeRooms
     app: Starlette
 
-    def client(self, base_url: str = BASE) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=base_url)
+    def client(self, base_url: str = BASE, address: str = "127.0.0.1") -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=self.app, client=(address, 50000))
+        return httpx.AsyncClient(transport=transport, base_url=base_url)
 
 
 def build_console(
-    tmp_path: Path, *, accounts: bool = True, keepalive_s: float = 15.0, **overrides: Any
+    tmp_path: Path,
+    *,
+    accounts: bool = True,
+    keepalive_s: float = 15.0,
+    clock: Callable[[], float] | None = None,
+    **overrides: Any,
 ) -> Console:
     listed = [
         ClinicianAccount(username="ada", display_name="Dr Ada Lovelace", password_hash=password_hash()),
@@ -107,7 +113,7 @@ def build_console(
         },
         **overrides,
     )
-    auth = Auth(settings, hasher=FAST_HASHER)
+    auth = Auth(settings, hasher=FAST_HASHER, **({"clock": clock} if clock else {}))
     queue = EscalationQueue(EscalationStore(settings.path(settings.escalations_dir)))
     audit = AuditLog.from_settings(settings)
     rooms = FakeRooms(queue)
@@ -372,16 +378,21 @@ async def test_a_released_escalation_can_be_claimed_by_a_colleague(console: Cons
 # --- the patient's side -------------------------------------------------------------------
 
 
+def room(token: str) -> dict[str, str]:
+    """The header the patient's page sends its room token in."""
+    return {"X-Room-Token": token}
+
+
 async def test_the_patient_asks_for_a_clinician_and_sees_who_is_coming(console: Console) -> None:
     token = console.auth.issue_patient_token("room-a")
     async with console.client() as patient, console.client() as clinician:
-        before = await patient.get(f"/api/room/room-a/status?token={token}")
-        asked = await patient.post(f"/api/room/room-a/clinician?token={token}")
-        again = await patient.post("/api/room/room-a/clinician", headers={"X-Room-Token": token})
+        before = await patient.get("/api/room/room-a/status", headers=room(token))
+        asked = await patient.post("/api/room/room-a/clinician", headers=room(token))
+        again = await patient.post("/api/room/room-a/clinician", headers=room(token))
         headers = await sign_in(clinician)
         record = console.queue.for_session("room-a")
         await clinician.post(api(record, "claim"), headers=headers)
-        after = await patient.get(f"/api/room/room-a/status?token={token}")
+        after = await patient.get("/api/room/room-a/status", headers=room(token))
 
     assert before.json() == {"status": "none", "clinician": None}
     assert asked.status_code == 202 and asked.json()["status"] == "waiting"
@@ -393,9 +404,9 @@ async def test_the_patient_asks_for_a_clinician_and_sees_who_is_coming(console: 
 async def test_a_token_for_another_room_or_none_is_refused(console: Console) -> None:
     token_for_a = console.auth.issue_patient_token("room-a")
     async with console.client() as patient:
-        other_room = await patient.post(f"/api/room/room-b/clinician?token={token_for_a}")
+        other_room = await patient.post("/api/room/room-b/clinician", headers=room(token_for_a))
         no_token = await patient.post("/api/room/room-b/clinician")
-        status = await patient.get(f"/api/room/room-b/status?token={token_for_a}")
+        status = await patient.get("/api/room/room-b/status", headers=room(token_for_a))
 
     assert other_room.status_code == no_token.status_code == status.status_code == 403
     assert "not valid" in other_room.json()["error"]
@@ -406,8 +417,43 @@ async def test_a_token_for_another_room_or_none_is_refused(console: Console) -> 
 async def test_asking_for_a_clinician_after_the_conversation_ended_says_so(console: Console) -> None:
     token = console.auth.issue_patient_token("room-c")  # not live
     async with console.client() as patient:
-        response = await patient.post(f"/api/room/room-c/clinician?token={token}")
-    assert response.status_code == 409 and "ended" in response.json()["error"]
+        response = await patient.post("/api/room/room-c/clinician", headers=room(token))
+    assert response.status_code == 403 and "ended" in response.json()["error"]
+    assert console.rooms.calls == []
+
+
+# --- sign-in under attack, idle sessions --------------------------------------------------
+
+
+async def test_an_attackers_wrong_passwords_do_not_lock_the_clinician_out(console: Console) -> None:
+    async with console.client(address="203.0.113.7") as attacker, console.client(address="10.1.2.3") as ada:
+        guesses = [
+            await attacker.post("/clinician/login", json={"username": "ada", "password": f"guess {n}"})
+            for n in range(8)
+        ]
+        response = await ada.post("/clinician/login", json={"username": "ada", "password": PASSWORD})
+        me = await ada.get("/clinician/api/me")
+
+    assert [g.status_code for g in guesses] == [401] * 5 + [429] * 3
+    assert response.status_code == 200 and me.json()["username"] == "ada"
+
+
+async def test_a_console_left_unused_is_signed_out_and_use_keeps_it_signed_in(tmp_path: Path) -> None:
+    now = [1_800_000_000.0]
+    console = build_console(tmp_path, clock=lambda: now[0])
+    idle = console.settings.clinician.session_idle_timeout_s
+    async with console.client() as ada, console.client() as grace:
+        await sign_in(ada)
+        await sign_in(grace, "grace")
+        for _ in range(3):  # Ada keeps working; Grace walks away
+            now[0] += idle - 60
+            assert (await ada.get("/clinician/api/escalations")).status_code == 200
+        left = await grace.get("/clinician/api/escalations")
+        working = await ada.get("/clinician/api/me")
+
+    await console.queue.close()
+    assert working.status_code == 200 and working.json()["username"] == "ada"
+    assert left.status_code == 401 and left.json()["error"] == "Please sign in."
 
 
 # --- the live stream ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ let stream = null;
 let interim = null;   // the patient's caption being written
 let agentLine = null; // the agent's caption being written
 let room = null;      // {id, token}: this patient's own room, for its status and the clinician button
+                      // (the token goes in the X-Room-Token header, never the URL; it ends with the session)
 let statusTimer = null;
 
 function setState(state, label) {
@@ -102,12 +103,17 @@ function onServerMessage(data) {
   }
 }
 
+function roomFetch(action, options) {
+  return fetch(`/api/room/${encodeURIComponent(room.id)}/${action}`,
+    { ...options, headers: { "X-Room-Token": room.token } });
+}
+
 function watchRoomStatus() {
   // Until someone joins, say whether a clinician has picked up the request.
   if (statusTimer || !room) return;
   statusTimer = setInterval(async () => {
     try {
-      const res = await fetch(`/api/room/${room.id}/status?token=${encodeURIComponent(room.token)}`);
+      const res = await roomFetch("status");
       if (!res.ok) return;
       const status = await res.json();
       if (status.status === "claimed" && status.clinician) {
@@ -129,7 +135,7 @@ async function serverMessage(res) {
 async function askForClinician() {
   if (!room) return;
   ui.ask.disabled = true;
-  const res = await fetch(`/api/room/${room.id}/clinician?token=${encodeURIComponent(room.token)}`, { method: "POST" });
+  const res = await roomFetch("clinician", { method: "POST" });
   if (!res.ok) {
     ui.ask.disabled = false;
     showError(await serverMessage(res) || "Your request could not be sent. Please try again.");

@@ -147,7 +147,10 @@ function listen() {
     items.set(data.escalation.id, { data: data.escalation, receivedAt: Date.now() });
     render();
   });
-  events.addEventListener("signed-out", () => signedOut());
+  events.addEventListener("signed-out", () => {
+    signedOut();
+    showError("Your session has ended (signed out, or unused for a while): please sign in again.");
+  });
   events.addEventListener("error", () => {
     ui.streamState.dataset.state = "lost";
     ui.streamState.textContent = "reconnecting…";
@@ -403,5 +406,26 @@ function hangUp(label, state) {
   }
   setCallState(state || "idle", label);
 }
+
+// --- staying signed in while in use -------------------------------------------------------
+// The server signs a console out after CLINICIAN__SESSION_IDLE_TIMEOUT_S (30 min) without use, so
+// an unattended screen does not stay open. Use is the clinician at the screen (a key or a click)
+// or a call in progress, told to the server at most once a minute; an open console alone is not.
+
+const ACTIVITY_EVERY_MS = 60 * 1000;
+let lastActivity = 0;
+
+async function stillHere() {
+  if (!me || Date.now() - lastActivity < ACTIVITY_EVERY_MS) return;
+  lastActivity = Date.now();
+  const res = await fetch("/clinician/api/me", { credentials: "same-origin" }).catch(() => null);
+  if (res && res.status === 401) {
+    signedOut();
+    showError("You were signed out after a while without activity: please sign in again.");
+  }
+}
+
+for (const type of ["pointerdown", "keydown"]) document.addEventListener(type, stillHere, { passive: true });
+setInterval(() => { if (call) stillHere(); }, ACTIVITY_EVERY_MS);
 
 checkSession().catch((err) => showError(`The console could not reach the server (${err.message}).`));
