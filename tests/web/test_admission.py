@@ -108,11 +108,12 @@ async def test_clinician_sign_ins_from_one_address_are_limited_even_when_right(t
 
 async def test_the_patients_clinician_button_is_limited_per_address(tmp_path: Path) -> None:
     console = build_console(tmp_path, sessions={"clinician_requests_per_minute": 2})
-    token = console.auth.issue_patient_token("room-c")  # not live: every press answers 409
+    token = console.auth.issue_patient_token("room-c")  # not live: every press answers 403
+    headers = {"X-Room-Token": token}
     async with console.client() as patient:
-        presses = [await patient.post(f"/api/room/room-c/clinician?token={token}") for _ in range(3)]
+        presses = [await patient.post("/api/room/room-c/clinician", headers=headers) for _ in range(3)]
     await console.queue.close()
-    assert [p.status_code for p in presses] == [409, 409, 429]
+    assert [p.status_code for p in presses] == [403, 403, 429]
 
 
 # --- the patient's clinician request, once ------------------------------------------------
@@ -131,12 +132,12 @@ async def test_a_second_press_while_the_request_is_on_its_way_adds_nothing(tmp_p
     routes = clinician_routes(console.settings, console.auth, console.queue, console.audit, rooms)
     app = Starlette(routes=routes)
     token = console.auth.issue_patient_token("room-a")
-    url = f"/api/room/room-a/clinician?token={token}"
+    url, headers = "/api/room/room-a/clinician", {"X-Room-Token": token}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as patient:
-        first = await patient.post(url)
-        second = await patient.post(url)  # pressed again before the agent's escalation is queued
+        first = await patient.post(url, headers=headers)
+        second = await patient.post(url, headers=headers)  # pressed again before the escalation is queued
         await console.queue.add(escalation("room-a"))  # the agent's escalation arrives
-        third = await patient.post(url)
+        third = await patient.post(url, headers=headers)
     await console.queue.close()
 
     assert first.status_code == 202
