@@ -13,8 +13,9 @@ Storage never holds up the event loop: every write goes, as a snapshot, to one w
 (writes stay in order), so a hung or slow disk delays the files, not the sessions. A write that
 fails or hangs shows in ``storage_status()`` (``/health`` says ``degraded``); a record file that
 cannot be read at start is skipped and counted, and the others load. An ended escalation stays
-in the list for ``ended_grace_s`` (the console shows it as ended), then leaves memory; its file
-stays until ``python -m web.purge`` deletes it past the retention.
+in the list for ``ended_grace_s`` (the console shows it as ended), then leaves memory and every
+open console (a ``removed`` change); its file stays until ``python -m web.purge`` deletes it past
+the retention.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class ChangeKind(StrEnum):
     HANDED_BACK = "handed_back"
     ENDED = "ended"
     REOPENED = "reopened"
+    REMOVED = "removed"  # an ended escalation past its grace period: consoles drop it (not written)
 
 
 @dataclass(frozen=True)
@@ -368,7 +370,9 @@ class EscalationQueue:
             self._start_evict_timer(record.id)
         elif kind == ChangeKind.REOPENED:
             self._stop_evict_timer(record.id)
-        change = QueueChange(kind, _snapshot(record))
+        self._notify(QueueChange(kind, _snapshot(record)))
+
+    def _notify(self, change: QueueChange) -> None:
         for subscription in list(self._subscribers):
             subscription.push(change)
 
@@ -421,6 +425,7 @@ class EscalationQueue:
             record = self._records.get(record_id)
             if record is not None and record.status == ENDED:
                 del self._records[record_id]  # its file stays until the retention purge
+                self._notify(QueueChange(ChangeKind.REMOVED, _snapshot(record)))  # open consoles drop it
 
     def _start_claim_timer(self, record: EscalationRecord) -> None:
         self._stop_claim_timer(record.id)

@@ -144,7 +144,8 @@ function listen() {
   });
   events.addEventListener("change", (e) => {
     const data = JSON.parse(e.data);
-    items.set(data.escalation.id, { data: data.escalation, receivedAt: Date.now() });
+    if (data.kind === "removed") items.delete(data.escalation.id); // ended a while ago: off every console
+    else items.set(data.escalation.id, { data: data.escalation, receivedAt: Date.now() });
     render();
   });
   events.addEventListener("signed-out", () => {
