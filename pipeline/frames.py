@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -118,15 +119,66 @@ class BrainFailedFrame(ControlFrame):
 
 
 @dataclass
+class ProcessorFailedFrame(SystemFrame):
+    """A processor of the session raised or reported an error (``pipeline/fail_safe.py``).
+
+    Queued straight into the escalation processor, which escalates as for a failed brain: the
+    patient hears that the agent has a technical problem and a clinician is called. A system
+    frame, so a processor stuck on a frame cannot hold it up. ``reason`` names the processor and
+    the kind of error, never what the patient said.
+    """
+
+    reason: str = "processor failure"
+
+
+class HandOff:
+    """The clinician queue's receipt for one escalation record, carried by its ``EscalationFrame``.
+
+    The escalation processor waits on it before the session counts as escalated: a record that
+    reached nobody must leave the session free to escalate again. Whoever hands the record on
+    (``EscalationObserver``) says ``taken`` or ``refused``, once.
+    """
+
+    def __init__(self) -> None:
+        self._done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    @property
+    def settled(self) -> asyncio.Future[bool]:
+        """True once the record is taken, False once refused."""
+        return self._done
+
+    def taken(self) -> None:
+        if not self._done.done():
+            self._done.set_result(True)
+
+    def refused(self) -> None:
+        if not self._done.done():
+            self._done.set_result(False)
+
+    async def wait(self, timeout_s: float) -> bool:
+        """Whether the record was taken; False when no answer came within ``timeout_s``.
+
+        Shielded: a caller cancelled while waiting leaves the receipt to be settled.
+        """
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._done), timeout=timeout_s)
+        except TimeoutError:
+            return False
+
+
+@dataclass
 class EscalationFrame(SystemFrame):
     """A red flag was met: ``record`` is the redacted escalation record, typed, as it was made.
 
     Broadcast by the escalation processor: downstream to the observers (transcript, clinician
     queue, the patient's page), upstream to the brain, which gives no further assessment. A
     raised escalation (urgent, then an emergency) comes again with the same record id.
+    ``handoff`` is the receipt the clinician queue's observer settles (None on a frame made
+    elsewhere, as in the other processors' tests).
     """
 
     record: EscalationRecord
+    handoff: HandOff | None = None
 
     @property
     def level(self) -> Urgency:

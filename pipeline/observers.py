@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,7 +21,11 @@ from pipecat.observers.base_observer import BaseObserver, FramePushed
 from agent.escalation import EscalationRecord
 from agent.policy import Urgency
 from pipeline.frames import AgentUtteranceFrame, EscalationFrame
-from pipeline.metrics import VOICE_TO_VOICE_SECONDS
+from pipeline.metrics import ESCALATION_FAILURES_TOTAL, VOICE_TO_VOICE_SECONDS
+
+log = logging.getLogger(__name__)
+# How long a session's clean-up waits for escalation hand-offs still under way.
+CLEANUP_WAIT_S = 10.0
 
 
 class _Once:
@@ -134,13 +140,43 @@ class EscalationObserver(BaseObserver):
     The queue stores what it is handed (and every change a clinician makes to it); a session
     assembled with this observer gives its escalation processor no store of its own
     (``SessionContext.escalations_queued``): one escalation, one stored record.
+
+    Each hand-off settles the frame's receipt (``HandOff``): taken, or refused when the queue
+    raised (logged by record id only; the escalation processor counts it and stays free to
+    escalate again). A hand-off runs as a task of its own, so a session cancelled meanwhile (the
+    patient hung up) does not cut it short, and the session's clean-up waits for it
+    (``CLEANUP_WAIT_S`` at most).
     """
 
     def __init__(self, sink: Callable[[EscalationRecord], Awaitable[None]]) -> None:
         super().__init__()
         self._once = _Once()
         self._sink = sink
+        self._handing: set[asyncio.Task[None]] = set()
 
     async def on_push_frame(self, data: FramePushed) -> None:
-        if isinstance(data.frame, EscalationFrame) and self._once.first(data):
-            await self._sink(data.frame.record)
+        frame = data.frame
+        if isinstance(frame, EscalationFrame) and self._once.first(data):
+            task = asyncio.ensure_future(self._hand_off(frame))
+            self._handing.add(task)
+            task.add_done_callback(self._handing.discard)
+            await asyncio.shield(task)
+
+    async def _hand_off(self, frame: EscalationFrame) -> None:
+        try:
+            await self._sink(frame.record)
+        except Exception as exc:  # noqa: BLE001 - a queue that fails must not end the session's hand-offs
+            why = type(exc).__name__
+            log.error("escalation %s not handed to the clinician queue: %s", frame.record.id, why)
+            if frame.handoff is not None:
+                frame.handoff.refused()
+            else:
+                ESCALATION_FAILURES_TOTAL.labels(stage="handoff").inc()
+            return
+        if frame.handoff is not None:
+            frame.handoff.taken()
+
+    async def cleanup(self) -> None:
+        await super().cleanup()
+        if self._handing:
+            await asyncio.wait(set(self._handing), timeout=CLEANUP_WAIT_S)

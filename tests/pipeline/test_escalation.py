@@ -128,10 +128,12 @@ async def test_a_record_that_cannot_be_stored_still_reaches_the_patient_and_the_
     tmp_path: Path,
 ) -> None:
     store = CountingStore(tmp_path / "esc", fail=True)
-    down, _ = await run_test(escalation(tmp_path, store), frames_to_send=[state("My mole is bleeding.")])
+    processor = escalation(tmp_path, store)
+    down, _ = await run_test(processor, frames_to_send=[state("My mole is bleeding.")])
     assert len(store.saved) == 1  # it was tried
     assert any("connecting you with a clinician" in line for line in lines(down))
-    assert [f.level for f in escalations(down)] == [Urgency.URGENT]  # on its way to the queue
+    assert [f.level for f in escalations(down)] == [Urgency.URGENT]  # on its way to the observers
+    assert processor.escalation is None  # not kept anywhere: the next red flag tries again
 
 
 async def test_one_escalation_is_stored_once_by_the_queue_in_the_server(tmp_path: Path) -> None:
@@ -155,3 +157,11 @@ async def test_without_a_queue_the_escalation_processor_stores_it_once(tmp_path:
     down, _ = await run_test(escalation(tmp_path, store), frames_to_send=[state("My mole is bleeding.")])
     [sent] = escalations(down)
     assert store.saved == [sent.record.id]
+
+
+async def test_the_record_goes_to_the_clinicians_before_the_agent_stops_or_speaks(tmp_path: Path) -> None:
+    down, _ = await run_test(escalation(tmp_path), frames_to_send=[state("My mole is bleeding.")])
+    kinds = [type(f).__name__ for f in down]
+    first_record = kinds.index("EscalationFrame")
+    assert first_record < kinds.index("InterruptionFrame")  # nothing that can be cut short comes first
+    assert first_record < kinds.index("RTVIServerMessageFrame") < kinds.index("AgentLineFrame")
