@@ -4,6 +4,9 @@
                  -> [retrieval] -> case evidence -> brain -> [second opinion]
                  -> escalation -> clinician presence -> spoken guard -> Piper TTS -> transport out
 
+Every processor's errors escalate the session (``pipeline/fail_safe.py``), and the voice plays the
+safety lines' audio kept at start-up when Piper fails on one (``pipeline/safety_audio.py``).
+
 The same assembly serves the browser (WebRTC), phone calls (SIP), replays (files) and, from
 triage to the spoken guard, the evaluation's text sessions. The composition root
 (``web/product.py``) is what calls it, for every entry point.
@@ -39,9 +42,11 @@ from configs.settings import Settings
 from pipeline.brain import BrainProcessor
 from pipeline.camera import CameraSampler
 from pipeline.case_evidence import CaseEvidenceProcessor
+from pipeline.fail_safe import guard
 from pipeline.heap import freeze_startup_heap
 from pipeline.incremental_stt import IncrementalWhisperSTT
 from pipeline.safety import safety_processors
+from pipeline.safety_audio import SafePiperTTSService, kept_safety_audio, prepare_safety_audio
 from pipeline.second_opinion import SecondOpinionProcessor
 from pipeline.transcriber import Transcriber, shared_transcriber
 from pipeline.triage import TriageProcessor
@@ -66,9 +71,16 @@ class SessionContext:
     escalations_queued: bool = False
 
 
+def voice_model(settings: Settings) -> Path:
+    """The Piper voice the agent speaks with."""
+    return settings.path(settings.voice.piper_voices_dir) / f"{settings.voice.piper_voice}.onnx"
+
+
 def make_tts(settings: Settings) -> PiperTTSService:
+    """Piper, with the safety lines' audio kept at start-up played if it fails to say one of them."""
     voices = settings.path(settings.voice.piper_voices_dir)
-    return PiperTTSService(
+    return SafePiperTTSService(
+        kept=kept_safety_audio(voice_model(settings), settings.safety.emergency_number),
         download_dir=voices,
         settings=PiperTTSService.Settings(voice=settings.voice.piper_voice),
     )
@@ -133,7 +145,12 @@ def text_session(settings: Settings, backend: BrainBackend, context: SessionCont
     """From finished patient turns to the agent's guarded words: triage, retrieval, brain, safety.
 
     A spoken session is this chain between its ears and its voice; the evaluation runs it alone.
+    Any of its processors failing escalates the session (``pipeline/fail_safe.py``).
     """
+    return guard(_text_chain(settings, backend, context))
+
+
+def _text_chain(settings: Settings, backend: BrainBackend, context: SessionContext) -> list[FrameProcessor]:
     processors: list[FrameProcessor] = [make_triage(settings)]
     if context.retriever is not None:
         from pipeline.retrieval import RetrievalProcessor
@@ -145,8 +162,8 @@ def text_session(settings: Settings, backend: BrainBackend, context: SessionCont
 def agent_processors(
     settings: Settings, backend: BrainBackend, context: SessionContext
 ) -> list[FrameProcessor]:
-    """Everything after speech has become text: the text session, then the voice."""
-    return [*text_session(settings, backend, context), make_tts(settings)]
+    """Everything after speech has become text: the text session, then the voice (fail-safe)."""
+    return guard([*_text_chain(settings, backend, context), make_tts(settings)])
 
 
 def shared_transcriber_for(settings: Settings) -> Transcriber:
@@ -173,13 +190,16 @@ def listening_processors(settings: Settings) -> list[FrameProcessor]:
 def patient_session(
     settings: Settings, backend: BrainBackend, context: SessionContext
 ) -> list[FrameProcessor]:
-    """The full chain for our pipeline (without the transport)."""
+    """The full chain for our pipeline (without the transport): any of its processors failing,
+    from the VAD to the voice, escalates the session (``pipeline/fail_safe.py``)."""
     camera: list[FrameProcessor] = [CameraSampler()] if context.channel == Channel.VIDEO else []
-    return [*listening_processors(settings), *camera, *agent_processors(settings, backend, context)]
+    thinking = _text_chain(settings, backend, context)
+    return guard([*listening_processors(settings), *camera, *thinking, make_tts(settings)])
 
 
 def warm_up(settings: Settings) -> None:
-    """Pay the first-use costs (Whisper allocations, the clinical NLP) before the first patient."""
+    """Pay the first-use costs (Whisper allocations, the clinical NLP) before the first patient,
+    and synthesise the safety lines the voice falls back on (``pipeline/safety_audio.py``)."""
     from agent.facts import extract_facts
     from agent.hearing import warm_up as hearing_warm_up
 
@@ -187,6 +207,7 @@ def warm_up(settings: Settings) -> None:
     triage = make_triage(settings)
     hearing_warm_up()
     triage.assess(extract_facts("I have had an itchy rash on my arm for two weeks, no fever."), "no fever")
+    prepare_safety_audio(voice_model(settings), settings.safety.emergency_number)
     freeze_startup_heap()  # last: what start-up loaded is never garbage
 
 

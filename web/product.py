@@ -45,7 +45,11 @@ class Product:
     phone: SipServer | None
 
     async def warm_up(self) -> None:
-        """Pay every first-use cost (models, indexes, compilation) before the first patient."""
+        """Pay every first-use cost (models, indexes, compilation) before the first patient.
+
+        The last step (``pipeline.session.warm_up``) also has Piper say the safety lines once and
+        keeps their audio, for the voice to fall back on (``pipeline/safety_audio.py``).
+        """
         pii.warm_up()
         await asyncio.to_thread(self.retriever.warm)
         backend_warm_up = getattr(self.first_backend, "warm_up", None)
