@@ -5,7 +5,12 @@ Browser sessions (``web/webrtc_sessions.py``), phone calls (``media/sip``) and r
 counted the same way, and gets a room a clinician can join (when the host has ``rooms`` and the
 transport can carry a clinician), and hands its escalations to the clinician queue (when the host
 has an ``escalation_sink``). ``start`` returns a ``LiveSession`` handle: the transport
-keeps it to wait for the session's end or to cancel it (the patient hung up).
+keeps it to wait for the session's end, to end it when the patient hangs up (``hang_up``: what
+they already said is still heard and assessed) or to cancel it outright.
+
+The host also keeps the one count of lines (``SESSIONS__MAX_CONCURRENT``) every transport admits
+against: live sessions plus the ones being set up (``reserve_line``), so a phone call and a
+browser offer cannot both take the last line.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from pipecat.frames.frames import EndFrame
 from pipecat.observers.base_observer import BaseObserver
 from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.frame_processor import FrameProcessor
@@ -30,7 +36,7 @@ from agent.channel import Channel
 from agent.escalation import EscalationRecord
 from configs.logs import session_id_var
 from configs.settings import Settings
-from media.room import PatientSide, Room
+from media.room import ClinicianSpeakingFrame, PatientSide, Room
 from media.room_observer import RoomObserver
 from media.rooms import Rooms
 from pipeline.heap import collect_ended_session
@@ -43,6 +49,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 EscalationSink = Callable[[EscalationRecord], Awaitable[None]]
+# After a hang-up, how long the session may take to hear out and assess the patient's last words
+# (a Whisper pass, the triage, the escalation handed to the queue) before it is cancelled.
+HANG_UP_GRACE_S = 10.0
+
+
+class LinesBusy(Exception):
+    """Every line is taken (``SESSIONS__MAX_CONCURRENT``): no session may be set up now."""
+
+
+class Line:
+    """One admitted session's place under the cap, from admission until its session is live.
+
+    The host counts it until ``release`` (idempotent); ``SessionHost.start`` releases it once the
+    session is in ``live`` (or failed to start), so the count never dips in between.
+    """
+
+    def __init__(self, host: SessionHost) -> None:
+        self._host: SessionHost | None = host
+
+    def release(self) -> None:
+        if self._host is not None:
+            self._host._reserved -= 1
+            self._host = None
 
 
 class Transport(StrEnum):
@@ -75,8 +104,25 @@ class LiveSession:
         collect_ended_session()
 
     async def cancel(self) -> None:
-        """End the session now (the patient left): its pipeline is cancelled cleanly."""
+        """End the session now, dropping whatever is in flight: its pipeline is cancelled cleanly."""
         await self.worker.cancel()
+
+    async def hang_up(self, grace_s: float = HANG_UP_GRACE_S) -> None:
+        """The patient left: what they already said is still transcribed and assessed, then the end.
+
+        A patient who says "I can't breathe" as the line drops must still be escalated, so the
+        session ends the graceful way (an ``EndFrame`` behind the audio already received: the
+        speech-to-text finishes the turn it holds, the triage and the escalation see it) and is
+        cancelled only if that takes longer than ``grace_s``.
+        """
+        if self.task is None or self.task.done():
+            await self.cancel()
+            return
+        await self.worker.queue_frame(EndFrame())
+        _done, pending = await asyncio.wait({self.task}, timeout=grace_s)
+        if pending:
+            log.warning("session did not end within %.0f s of the hang-up: cancelled", grace_s)
+            await self.cancel()
 
 
 class SessionHost:
@@ -95,9 +141,27 @@ class SessionHost:
         self.rooms = rooms
         self._escalation_sink = escalation_sink  # the clinician queue's: it stores the records
         self.live: dict[str, LiveSession] = {}
+        self._reserved = 0  # admitted sessions not live yet (models loading, a call ringing)
 
     def __len__(self) -> int:
         return len(self.live)
+
+    def in_use(self) -> int:
+        """Lines taken: live sessions of every transport, and admitted ones being set up."""
+        return len(self.live) + self._reserved
+
+    def reserve_line(self, limit: int | None = None) -> Line:
+        """Admit one more session, or raise ``LinesBusy`` (``limit``: ``SESSIONS__MAX_CONCURRENT``).
+
+        Every transport admits here before it builds anything, so the cap holds for browser and
+        phone sessions together. Pass the ``Line`` to ``start``, or ``release`` it if the session
+        will not be started.
+        """
+        cap = self.settings.sessions.max_concurrent if limit is None else limit
+        if self.in_use() >= cap:
+            raise LinesBusy
+        self._reserved += 1
+        return Line(self)
 
     def context(self, session_id: str, channel: Channel) -> SessionContext:
         return SessionContext(
@@ -132,19 +196,48 @@ class SessionHost:
         patient_rate: int = 24000,
         observers: list[BaseObserver] | None = None,
         idle_timeout_s: float | None = 300.0,
+        line: Line | None = None,
     ) -> LiveSession:
         """Assemble one patient session on ``transport`` and start it; returns its handle.
 
         ``patient`` is how the transport lets a clinician be heard (and seen) by the patient;
-        with it, and rooms on the host, the session gets a room a clinician can join.
+        with it, and rooms on the host, the session gets a room a clinician can join. ``line`` is
+        the session's admission (``reserve_line``); it is released once the session is live or
+        has failed to start.
         """
+        try:
+            return await self._start(
+                transport, kind, channel, session_id, output_rate, patient, patient_rate, observers,
+                idle_timeout_s,
+            )  # fmt: skip
+        finally:
+            if line is not None:
+                line.release()  # the session is in ``live`` now, or never will be
+
+    async def _start(
+        self,
+        transport: BaseTransport,
+        kind: Transport,
+        channel: Channel,
+        session_id: str | None,
+        output_rate: int,
+        patient: PatientSide | None,
+        patient_rate: int,
+        observers: list[BaseObserver] | None,
+        idle_timeout_s: float | None,
+    ) -> LiveSession:
         session_id = session_id or uuid.uuid4().hex
         session_id_var.set(session_id)
         context = self.context(session_id, channel)
         # Loading the session's models takes a while: not on the event loop other calls run on.
         processors = await asyncio.to_thread(self.session_processors, context)
         worker = make_worker(
-            transport, processors, observers, output_rate=output_rate, idle_timeout_s=idle_timeout_s
+            transport,
+            processors,
+            observers,
+            output_rate=output_rate,
+            idle_timeout_s=idle_timeout_s,
+            activity_frames=(ClinicianSpeakingFrame,),  # a clinician talking is not an idle session
         )
         live = LiveSession(session_id, kind, channel, worker)
         for observer in [VoiceLatencyObserver(), *self.observers()]:

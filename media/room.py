@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 from aiortc import MediaStreamTrack
-from pipecat.frames.frames import EndFrame, Frame
+from pipecat.frames.frames import EndFrame, Frame, SystemFrame
 from pipecat.pipeline.worker import PipelineWorker
 
 from media.clinician_peer import CLINICIAN_RATE, ClinicianPeer
@@ -35,6 +37,17 @@ from pipeline.frames import (
 
 log = logging.getLogger(__name__)
 GOODBYE_S = 8.0  # time for the agent's goodbye to play before the session ends
+VOICE_RMS = 300.0  # int16 RMS above which the clinician's microphone carries speech, not room hiss
+ACTIVITY_EVERY_S = 1.0  # how often a talking clinician tells the session it is not idle
+
+
+@dataclass
+class ClinicianSpeakingFrame(SystemFrame):
+    """The clinician in the room is talking: the session is in use (its idle timeout starts over).
+
+    The clinician's voice goes straight to the patient, never through the pipeline, so without
+    this a long conversation between them would look like a silent session.
+    """
 
 
 class PatientSide(Protocol):
@@ -64,6 +77,8 @@ class Room:
         self._clinician: ClinicianPeer | None = None
         self.clinician_name: str | None = None
         self._closing: asyncio.Task | None = None
+        self._activity: asyncio.Task | None = None
+        self._last_activity = 0.0
 
     # --- the agent participant ----------------------------------------------------------
 
@@ -90,6 +105,21 @@ class Room:
 
     def _clinician_said(self, samples: np.ndarray, rate: int) -> None:
         self.to_patient.push(samples, rate)
+        self._note_clinician_activity(samples)
+
+    def _note_clinician_activity(self, samples: np.ndarray) -> None:
+        """A clinician who talks keeps the session from timing out as idle (at most once a second)."""
+        now = time.monotonic()
+        if self._worker is None or now - self._last_activity < ACTIVITY_EVERY_S or samples.size == 0:
+            return
+        if float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) < VOICE_RMS:
+            return
+        if self._activity is not None and not self._activity.done():
+            return
+        self._last_activity = now
+        self._activity = asyncio.get_running_loop().create_task(
+            self._worker.queue_frame(ClinicianSpeakingFrame()), name=f"room-activity-{self.session_id[:8]}"
+        )
 
     # --- the clinician ------------------------------------------------------------------
 

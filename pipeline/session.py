@@ -218,13 +218,30 @@ def make_worker(
     *,
     output_rate: int = 24000,
     idle_timeout_s: float | None = 300.0,
+    activity_frames: tuple[type, ...] = (),
 ) -> PipelineWorker:
+    """One session's worker; it ends after ``idle_timeout_s`` without activity.
+
+    Activity is pipecat's (the agent speaking, the patient's speech and words) plus
+    ``activity_frames``: frames a transport or a room queues to say someone else is talking
+    (a clinician in the room), so a long clinician conversation is not cut as idle.
+    """
+    from pipecat.frames.frames import (
+        BotSpeakingFrame,
+        InterimTranscriptionFrame,
+        TranscriptionFrame,
+        UserSpeakingFrame,
+        UserStartedSpeakingFrame,
+    )
+
+    speech = (BotSpeakingFrame, InterimTranscriptionFrame, TranscriptionFrame, UserSpeakingFrame)
     pipeline = Pipeline([transport.input(), *processors, transport.output()])
     return PipelineWorker(
         pipeline,
         params=PipelineParams(audio_in_sample_rate=INPUT_RATE, audio_out_sample_rate=output_rate),
         observers=observers or [],
         idle_timeout_secs=idle_timeout_s,
+        idle_timeout_frames=(*speech, UserStartedSpeakingFrame, *activity_frames),
     )
 
 

@@ -31,7 +31,7 @@ from web.auth import Auth
 from web.clinician import clinician_routes
 from web.product import Product, build_product
 from web.security_headers import SecurityHeaders
-from web.webrtc_sessions import LinesBusy, UnreadableOffer, WebRTCSessions
+from web.webrtc_sessions import LinesBusy, NotYourConnection, UnreadableOffer, WebRTCSessions
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger(__name__)
@@ -93,8 +93,15 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
                 raise TypeError("pc_id is text")
         except (ValueError, KeyError, TypeError, AttributeError):
             return JSONResponse({"error": "expected JSON with 'sdp' and 'type'"}, status_code=400)
+
+        def holds_room_token(session_id: str) -> bool:  # a pc_id is bound to its session's token
+            return auth.verify_patient_token(request.headers.get("x-room-token"), session_id)
+
         try:
-            answer = await sessions.answer(sdp, sdp_type, pc_id)
+            answer = await sessions.answer(sdp, sdp_type, pc_id, may_renegotiate=holds_room_token)
+        except NotYourConnection:
+            log.warning("renegotiation refused: the room token of that connection was not shown")
+            return JSONResponse({"error": "this connection needs its room token"}, status_code=403)
         except UnreadableOffer:
             # The traceback goes through the one redacting log set-up: aiortc quotes the bad line.
             log.warning("offer refused: its SDP could not be read", exc_info=True)

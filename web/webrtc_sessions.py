@@ -1,24 +1,43 @@
-"""Browser sessions: an SDP offer in, an answer out, and a patient session (and its room) behind it."""
+"""Browser sessions: an SDP offer in, an answer out, and a patient session (and its room) behind it.
+
+A browser session's life: admitted under the host's line cap (``SessionHost.reserve_line``,
+shared with phone calls), answered, its models loaded off the event loop, then live until the
+patient leaves. A patient who leaves is heard out (``LiveSession.hang_up``: the words already
+received are transcribed and assessed) unless they left before the session started, which then
+ends as soon as it starts. A connection whose ICE has not connected ``CONNECT_DEADLINE_S`` after
+the answer is given up: its session cancelled, its connection closed, its line freed. A
+``pc_id`` opens its connection again (renegotiation) only to whoever holds the session's room
+token, and is forgotten when the session ends.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from pipecat.transports.base_transport import TransportParams, VideoInSourceParams
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
 from agent.channel import Channel
-from media.host import LiveSession, SessionHost, Transport
+from media.host import Line, LinesBusy, LiveSession, SessionHost, Transport
 from media.webrtc_patient import BrowserPatient
 from pipeline.session import INPUT_RATE
 
+__all__ = ["LinesBusy", "NotYourConnection", "UnreadableOffer", "WebRTCSessions"]
 OUTPUT_RATE = 24000
 CAMERA_FPS = 8  # enough for a clinician to watch; the agent's sampler looks far less often
+# A browser whose ICE has not connected by then never will (loopback or LAN takes well under a
+# second, a TURN relay a few): its session and its line are freed. A setting is wanted for it.
+CONNECT_DEADLINE_S = 20.0
+STOP_TIMEOUT_S = 5.0  # each step of closing one session (cancel, disconnect) is bounded by this
+GONE_STATES = ("closed", "failed")  # the peer connection's states that end a session
 log = logging.getLogger(__name__)
 
 
@@ -28,62 +47,89 @@ class BrowserSession:
     connection: SmallWebRTCConnection
     task: asyncio.Task | None = None
     live: LiveSession | None = None
+    gone: asyncio.Event = field(default_factory=asyncio.Event)  # the patient left (or never came)
+    leaving: asyncio.Task | None = None  # the hang-up in progress
+    deadline: asyncio.Task | None = None  # the ICE connect deadline, while it waits
+    ending: asyncio.Task | None = None  # the same task once it ends the session
 
 
 AUDIO_LINE = re.compile(r"^m=audio ", re.MULTILINE)
-
-
-class LinesBusy(Exception):
-    """Every line is taken: the new session was not started (``SESSIONS__MAX_CONCURRENT``)."""
 
 
 class UnreadableOffer(ValueError):
     """The offer's SDP could not be read: nothing was started and nothing is left open."""
 
 
+class NotYourConnection(PermissionError):
+    """A renegotiation of a live connection without that session's room token."""
+
+
 class WebRTCSessions:
     """Every live browser connection of this process, by peer-connection id.
 
-    A new session is admitted only while the host's live sessions (browser and phone) plus the
-    offers still being set up are fewer than ``max_concurrent``; otherwise ``answer`` raises
-    ``LinesBusy`` before anything is built.
+    A new session is admitted only while the host's lines (``SessionHost.in_use``: live sessions
+    of every transport, and the ones being set up) are fewer than ``max_concurrent`` (by default
+    the host's ``SESSIONS__MAX_CONCURRENT``); otherwise ``answer`` raises ``LinesBusy`` before
+    anything is built.
     """
 
-    def __init__(self, host: SessionHost, max_concurrent: int | None = None) -> None:
+    def __init__(
+        self,
+        host: SessionHost,
+        max_concurrent: int | None = None,
+        *,
+        connect_deadline_s: float = CONNECT_DEADLINE_S,
+    ) -> None:
         self._host = host
         self._max_concurrent = max_concurrent
+        self._connect_deadline_s = connect_deadline_s
         self._sessions: dict[str, BrowserSession] = {}
-        self._starting = 0  # admitted offers whose session is not in the host yet
 
     def __len__(self) -> int:
         return len(self._sessions)
 
     def in_use(self) -> int:
-        """Lines taken: live sessions of every transport, and offers being set up."""
-        return len(self._host) + self._starting
+        """Lines taken: live sessions of every transport, and sessions being set up."""
+        return self._host.in_use()
 
-    async def answer(self, sdp: str, sdp_type: str, pc_id: str | None = None) -> dict:
+    def session_of(self, pc_id: str | None) -> str | None:
+        """The session id of a live connection (None for an unknown or forgotten ``pc_id``)."""
+        session = self._sessions.get(pc_id) if pc_id else None
+        return session.session_id if session is not None else None
+
+    async def answer(
+        self,
+        sdp: str,
+        sdp_type: str,
+        pc_id: str | None = None,
+        *,
+        may_renegotiate: Callable[[str], bool] | None = None,
+    ) -> dict:
         """Answer an offer: renegotiate a known connection or start a new session.
 
-        The answer carries the session id, which names the patient's room.
+        Renegotiating a live connection (its ``pc_id``) changes the patient's media, so it needs
+        ``may_renegotiate(session_id)`` to say yes (the caller showed that session's room token);
+        otherwise ``NotYourConnection``. The answer carries the session id, which names the
+        patient's room.
         """
         if pc_id and pc_id in self._sessions:
             session = self._sessions[pc_id]
+            if may_renegotiate is None or not may_renegotiate(session.session_id):
+                raise NotYourConnection
             try:
                 await session.connection.renegotiate(sdp=sdp, type=sdp_type)
             except ValueError as exc:
                 raise UnreadableOffer from exc
             return {**session.connection.get_answer(), "session_id": session.session_id}
-        if self._max_concurrent is not None and self.in_use() >= self._max_concurrent:
-            raise LinesBusy
+        line = self._host.reserve_line(self._max_concurrent)  # held from now, phone calls included
         if not AUDIO_LINE.search(sdp):
+            line.release()
             raise UnreadableOffer("the offer carries no audio")  # nothing to listen to: no session
-        self._starting += 1  # the line is held from now: offers arriving meanwhile see it taken
         connection = SmallWebRTCConnection(ice_servers=[])
         try:
             await connection.initialize(sdp=sdp, type=sdp_type)
         except BaseException as exc:
-            self._starting -= 1
+            line.release()
             await connection.disconnect()  # no peer connection is left behind
             if isinstance(exc, ValueError):
                 raise UnreadableOffer from exc
@@ -93,23 +139,69 @@ class WebRTCSessions:
 
         @connection.event_handler("closed")
         async def _closed(_connection: SmallWebRTCConnection) -> None:
-            self._sessions.pop(_connection.pc_id, None)
+            self._patient_left(session)
 
-        session.task = asyncio.create_task(self._run(session), name=f"webrtc-{connection.pc_id}")
+        @connection.event_handler("failed")
+        async def _failed(_connection: SmallWebRTCConnection) -> None:
+            self._patient_left(session)
+
+        session.task = asyncio.create_task(self._run(session, line), name=f"webrtc-{connection.pc_id}")
+        session.deadline = asyncio.create_task(self._connect_deadline(session), name="webrtc-ice-deadline")
         return {**connection.get_answer(), "session_id": session.session_id}
 
-    async def _run(self, session: BrowserSession) -> None:
+    def _patient_left(self, session: BrowserSession) -> None:
+        """The browser is gone: a live session hears out the last words; a starting one ends on start."""
+        if session.gone.is_set():
+            return
+        session.gone.set()
+        if session.live is not None and session.leaving is None:
+            log.info("patient disconnected")
+            session.leaving = asyncio.create_task(session.live.hang_up(), name="webrtc-hang-up")
+
+    async def _connect_deadline(self, session: BrowserSession) -> None:
+        """Give up on a connection whose ICE has not connected in time (its line is freed)."""
+        deadline = time.monotonic() + self._connect_deadline_s
+        while time.monotonic() < deadline:
+            state = session.connection.pc.connectionState
+            if state == "connected" or session.leaving is not None:
+                return  # connected (or heard out after connecting): the disconnect events end it
+            if state in GONE_STATES or session.gone.is_set():
+                break
+            await asyncio.sleep(0.2)
+        else:
+            log.warning("ICE did not connect within %.0f s: session ended", self._connect_deadline_s)
+        session.gone.set()
+        session.ending, session.deadline = session.deadline, None  # an ending now, not a timer to cancel
+        await self._end(session)
+
+    async def _end(self, session: BrowserSession) -> None:
+        """Cancel the session (if it started) and close its connection, each step bounded."""
+        session.gone.set()
+        if session.live is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(session.live.cancel(), STOP_TIMEOUT_S)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(session.connection.disconnect(), STOP_TIMEOUT_S)
+
+    async def _run(self, session: BrowserSession, line: Line) -> None:
         try:
-            try:
-                live = await self._start(session)
-            finally:
-                self._starting -= 1  # the host counts the session from here on (or it never started)
+            live = await self._start(session, line)
             session.live = live
+            if session.gone.is_set():
+                # The patient left (or never connected) while the models loaded: nothing was heard.
+                log.info("patient left before the session started: ended")
+                await live.cancel()
             await live.wait()
         finally:
-            self._sessions.pop(session.connection.pc_id, None)
+            line.release()  # idempotent: already released once the session was live
+            self._sessions.pop(session.connection.pc_id, None)  # the pc_id is forgotten with it
+            if session.deadline is not None:
+                session.deadline.cancel()
+            session.gone.set()  # our own disconnect below is not the patient leaving
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(session.connection.disconnect(), STOP_TIMEOUT_S)
 
-    async def _start(self, session: BrowserSession) -> LiveSession:
+    async def _start(self, session: BrowserSession, line: Line) -> LiveSession:
         params = TransportParams(
             audio_in_enabled=True,
             audio_in_sample_rate=INPUT_RATE,
@@ -125,7 +217,12 @@ class WebRTCSessions:
         async def _connected(_transport: SmallWebRTCTransport, _client: object) -> None:
             patient.on_connected()
 
-        live = await self._host.start(
+        # Before the start: a patient who leaves while the models load is not missed.
+        @transport.event_handler("on_client_disconnected")
+        async def _gone(_transport: SmallWebRTCTransport, _client: object) -> None:
+            self._patient_left(session)
+
+        return await self._host.start(
             transport,
             kind=Transport.WEBRTC,
             channel=Channel.VIDEO,
@@ -133,26 +230,24 @@ class WebRTCSessions:
             output_rate=OUTPUT_RATE,
             patient=patient,
             patient_rate=OUTPUT_RATE,
+            line=line,
         )
 
-        @transport.event_handler("on_client_disconnected")
-        async def _gone(_transport: SmallWebRTCTransport, _client: object) -> None:
-            log.info("patient disconnected")
-            await live.cancel()
-
-        return live
-
     async def close(self, timeout_s: float = 10.0) -> None:
-        """End every session: each pipeline is cancelled cleanly, then its connection closed."""
+        """End every session: pipelines cancelled, connections closed; bounded by ``timeout_s``.
+
+        Every step is bounded, so a connection whose ICE never completed (or a peer that does
+        not answer) cannot hold the server's shut-down.
+        """
         sessions = list(self._sessions.values())
-        for session in sessions:
-            if session.live is not None:
-                await session.live.cancel()
-            await session.connection.disconnect()
-        tasks = [s.task for s in sessions if s.task is not None]
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=timeout_s)
-            for task in pending:
-                task.cancel()
         self._sessions.clear()
-        self._starting = 0
+        if not sessions:
+            return
+        ends = [asyncio.create_task(self._end(session)) for session in sessions]
+        tasks = [t for s in sessions for t in (s.task, s.leaving, s.deadline, s.ending) if t is not None]
+        _done, pending = await asyncio.wait([*ends, *tasks], timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("%d session tasks did not end within %.0f s: cancelled", len(pending), timeout_s)
+            await asyncio.wait(pending, timeout=1.0)

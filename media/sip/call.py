@@ -4,7 +4,13 @@ The INVITE is answered once the session's pipeline is up (``100 Trying`` and ``1
 first), so the greeting is not clipped and a CANCEL can still arrive; the ``200 OK`` is
 retransmitted until the ACK (64*T1 without one: BYE). The call ends on the caller's BYE, on
 our BYE (the session ended, RTP stopped for ``rtp_timeout_s``, the server stops), and always
-the same way: session cancelled, RTP ports released, the call forgotten.
+the same way: session ended, RTP ports released, the call's line freed, the call forgotten. On the
+caller's BYE the session is heard out first (``LiveSession.hang_up``: the words already received
+are transcribed and assessed, so a red flag said as the caller hangs up is still escalated);
+otherwise it is cancelled.
+
+A call holds one of the host's lines (``SESSIONS__MAX_CONCURRENT``, shared with the browser) from
+its admission on the INVITE until its session is live, then as that session.
 
 Logs name a call by a hash of its dialog (Call-ID and both tags, ours random), never by a number,
 URI or display name; that hash is also the patient session's id, so a new INVITE that reuses an
@@ -25,7 +31,7 @@ from enum import Enum
 
 from agent.channel import Channel
 from configs.settings import SipSettings
-from media.host import LiveSession, SessionHost, Transport
+from media.host import Line, LiveSession, SessionHost, Transport
 from media.sip.dialog import Dialog
 from media.sip.dtmf import parse_info_digit
 from media.sip.flow import Flow
@@ -96,8 +102,12 @@ class Call:
         flow: Flow,
         offer: SessionDescription | None,
         negotiated: Negotiated | None,
+        *,
+        line: Line | None = None,
     ) -> None:
         self._services = services
+        self._line = line  # the admission, until the session is live (released by the host, or here)
+        self._heard_out = False  # the caller hung up: the session hears out their last words
         self.invite = invite
         self.local_tag = secrets.token_hex(6)
         self.dialog = Dialog.from_invite(invite, self.local_tag, flow, services.via_sent_by(flow))
@@ -235,6 +245,7 @@ class Call:
             session_id=self.tag,
             patient=PhonePatient(self.transport),
             patient_rate=LINE_RATE,
+            line=self._line,
         )
         await self._live.wait()
         if self.state in (CallState.ANSWERED, CallState.CONFIRMED):
@@ -305,6 +316,7 @@ class Call:
     def on_bye(self, transaction: ServerTransaction) -> None:
         self._reply(transaction, 200)
         log.info("call %s: the caller hung up", self.tag)
+        self._heard_out = True
         self._end_soon("caller hung up")
 
     # --- ending ------------------------------------------------------------------------------
@@ -365,12 +377,17 @@ class Call:
         if session is not None and not session.done():
             if self._live is None:
                 session.cancel()  # its pipeline has not started yet
+            elif self._heard_out:
+                with contextlib.suppress(Exception):  # bounded: cancelled after media.host.HANG_UP_GRACE_S
+                    await self._live.hang_up()
             else:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._live.cancel(), SESSION_STOP_TIMEOUT_S)
             await asyncio.wait({session}, timeout=SESSION_STOP_TIMEOUT_S)
             if not session.done():
                 session.cancel()
+        if self._line is not None:
+            self._line.release()  # a call that never reached its session gives its line back
         if self.media is not None:
             self.media.close()
         self._services.forget(self)

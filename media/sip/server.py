@@ -21,7 +21,7 @@ import secrets
 from collections import Counter
 
 from configs.settings import Settings
-from media.host import SessionHost
+from media.host import LinesBusy, SessionHost
 from media.sip.auth import Authorizer, DigestAuth, PeerAllowList, Verdict
 from media.sip.call import ALLOW, Call, CallServices, CallState
 from media.sip.flow import Flow
@@ -431,6 +431,15 @@ class SipServer:
                 self.stats["no_codec" if error.status == 488 else "bad_sdp"] += 1
                 self._reply(transaction, error.status, [("warning", '304 - "Media type not available"')])
                 return
+        try:
+            # The one line count of every transport (SESSIONS__MAX_CONCURRENT), before any media.
+            line = self.host.reserve_line()
+        except LinesBusy:
+            self.stats["lines_busy"] += 1
+            log.warning("call refused: every line is busy (503)")
+            retry = str(self.settings.sessions.busy_retry_after_s)
+            self._reply(transaction, 503, [("retry-after", retry)])
+            return
         self._reply(transaction, 100)
         services = CallServices(
             settings=self.settings.sip,
@@ -444,7 +453,7 @@ class SipServer:
             via_sent_by=lambda flow: f"{self._uri_host}:{self.port}",
             forget=self._forget,
         )
-        call = Call(services, request, transaction, transaction.flow, offer, negotiated)
+        call = Call(services, request, transaction, transaction.flow, offer, negotiated, line=line)
         self.calls[call.local_tag] = call
         transaction.on_cancel = call.cancel
         self.stats["calls"] += 1

@@ -34,6 +34,13 @@ def sip_settings(tmp_path: Path, **sip: Any) -> Settings:
     return load_settings(escalations_dir=tmp_path / "escalations", sip=values)
 
 
+def with_lines(settings: Settings, lines: int, retry_after_s: int = 30) -> Settings:
+    """``settings`` with ``SESSIONS__MAX_CONCURRENT`` (browser and phone together) set to ``lines``."""
+    update = {"max_concurrent": lines, "busy_retry_after_s": retry_after_s}
+    sessions = settings.sessions.model_copy(update=update)
+    return settings.model_copy(update={"sessions": sessions})
+
+
 class Echo(FrameProcessor):
     """The caller hears itself: input audio becomes output audio (a session without models)."""
 

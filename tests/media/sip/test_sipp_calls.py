@@ -25,7 +25,7 @@ from media.sip.server import SipServer
 from pipeline.session import warm_up, whisper_dir
 from pipeline.transcriber import shared_transcriber
 from tests.media.sip import support as sipp
-from tests.media.sip.conftest import sip_settings, wait_for
+from tests.media.sip.conftest import sip_settings, wait_for, with_lines
 
 pytestmark = pytest.mark.slow
 GREETING_S = 16.5  # the mock greeting lasts about 14 s; the patient waits for it
@@ -135,7 +135,7 @@ async def test_pressing_0_asks_for_a_clinician(tmp_path: Path) -> None:
 
 
 async def test_four_callers_at_once(tmp_path: Path) -> None:
-    settings = sip_settings(tmp_path, max_calls=4)
+    settings = with_lines(sip_settings(tmp_path, max_calls=4), 4)  # four lines free for four callers
     pcap = tmp_path / "quiet.pcap"
     seconds = sipp.write_pcap(pcap, np.zeros(8000 * 4, dtype=np.int16))
     server = await serve(settings)
