@@ -226,10 +226,17 @@ class SessionSettings(BaseModel):
     # sessions fill two cores; the capacity issue measures it for other machines.
     max_concurrent: int = Field(default=3, ge=1)
     busy_retry_after_s: int = Field(default=30, ge=1)  # the Retry-After of "all lines are busy"
+    # A browser whose connection (ICE) is not up this long after its offer frees its line.
+    connect_deadline_s: float = 20.0
     # Per client address, in a moving one-minute window.
     offers_per_minute: int = Field(default=10, ge=1)  # POST /api/offer
     clinician_requests_per_minute: int = Field(default=6, ge=1)  # the patient's clinician button
     sign_ins_per_minute: int = Field(default=20, ge=1)  # POST /clinician/login, right or wrong
+
+    @field_validator("connect_deadline_s")
+    @classmethod
+    def _deadline_is_bounded(cls, value: float) -> float:
+        return _duration("SESSIONS__CONNECT_DEADLINE_S", value, 300)
 
 
 class Settings(BaseSettings):

@@ -4,8 +4,9 @@ A browser session's life: admitted under the host's line cap (``SessionHost.rese
 shared with phone calls), answered, its models loaded off the event loop, then live until the
 patient leaves. A patient who leaves is heard out (``LiveSession.hang_up``: the words already
 received are transcribed and assessed) unless they left before the session started, which then
-ends as soon as it starts. A connection whose ICE has not connected ``CONNECT_DEADLINE_S`` after
-the answer is given up: its session cancelled, its connection closed, its line freed. A
+ends as soon as it starts. A connection whose ICE has not connected
+``SESSIONS__CONNECT_DEADLINE_S`` after the answer is given up: its session cancelled, its
+connection closed, its line freed. A
 ``pc_id`` opens its connection again (renegotiation) only to whoever holds the session's room
 token, and is forgotten when the session ends.
 """

@@ -50,6 +50,7 @@ CHECKED_VARS = [
     "CLINICIAN__REPEAT_EMERGENCY_AFTER_S",
     "MONITORING_TOKEN",
     "SESSIONS__MAX_CONCURRENT",
+    "SESSIONS__CONNECT_DEADLINE_S",
 ]
 LONG_KEY = "x" * 32
 PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": LONG_KEY, "MONITORING_TOKEN": "a monitoring token"}
@@ -250,6 +251,8 @@ def test_development_still_accepts_what_only_production_refuses(monkeypatch: pyt
         ("VOICE__TURN_STOP_S", "3600"),
         ("SIP__RTP_TIMEOUT_S", "0"),
         ("SIP__RTP_TIMEOUT_S", "86400"),
+        ("SESSIONS__CONNECT_DEADLINE_S", "0"),
+        ("SESSIONS__CONNECT_DEADLINE_S", "3600"),
         ("CLINICIAN__SESSION_MAX_AGE_S", "0"),
         ("CLINICIAN__SESSION_MAX_AGE_S", "31536000"),
         ("CLINICIAN__PATIENT_TOKEN_TTL_S", "-1"),
