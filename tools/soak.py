@@ -30,38 +30,40 @@ import fractions
 import gc
 import json
 import logging
-import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import aioice.ice
 import av
 import httpx
 import numpy as np
-import soundfile as sf
 import uvicorn
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from agent.redacted_logs import setup_redacted_logging
 from configs.settings import Settings, hub_offline_environment, load_settings
-from media.resample import resample
-from media.synth import synthesize
 from tools.bench_paths import machine
+from tools.webrtc_patient_client import (
+    CLIENT_RATE,
+    HEARD_RMS,
+    PatientPeer,
+    free_port,
+    loopback_ice,
+    loudness,
+    patient_speech,
+)
 from web.app import create_app
 from web.product import Product, build_product
 
 BENIGN = "I have a red itchy rash on my left forearm, it started two weeks ago."
 RED_FLAG = "My lips and tongue are swelling up and I can't breathe properly."
 RED_FLAG_EVERY = 5
-CLIENT_RATE = 48000
 FRAME_S = 0.02
 SESSION_DEADLINE_S = 60.0  # one patient, offer to hang-up, at most
 ENDED_DEADLINE_S = 30.0  # the server ends the session after the hang-up within this
-HEARD_RMS = 300.0  # agent audio louder than this (int16) is the agent speaking
 log = logging.getLogger("tools.soak")
 
 
@@ -144,12 +146,6 @@ def rss_mib() -> float:
     return 0.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ErrorCounter(logging.Handler):
     """Counts the server's own error lines (a failed session logs one)."""
 
@@ -193,7 +189,7 @@ async def listen(track: MediaStreamTrack, mic: SpeechTrack, outcome: PatientOutc
     with contextlib.suppress(MediaStreamError):
         while True:
             frame = await track.recv()
-            if np.sqrt(np.mean(frame.to_ndarray().astype(np.float64) ** 2)) > HEARD_RMS:
+            if loudness(frame) > HEARD_RMS:
                 outcome.heard_agent = True
                 if mic.finished.is_set():
                     outcome.replied = True
@@ -204,44 +200,25 @@ async def one_patient(
     index: int, speech: np.ndarray, red_flag: bool, client: httpx.AsyncClient, product: Product
 ) -> PatientOutcome:
     outcome = PatientOutcome(index=index, red_flag=red_flag)
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    listeners: list[asyncio.Task] = []
     mic = SpeechTrack(speech)
     answered = mic.answered
+
+    def message(data: dict) -> None:
+        if data.get("type") == "escalation":
+            outcome.told_escalation = True
+            answered.set()
+
+    async def hear(track: MediaStreamTrack) -> None:
+        await listen(track, mic, outcome)
+
+    peer = PatientPeer(str(index), mic, on_message=message, on_audio=hear)
     try:
-        channel = pc.createDataChannel("messages", ordered=True)
-
-        @channel.on("open")
-        def _ready() -> None:
-            hello = {"label": "rtvi-ai", "type": "client-ready", "id": str(index), "data": {}}
-            channel.send(json.dumps(hello))
-
-        @channel.on("message")
-        def _message(message: str) -> None:
-            with contextlib.suppress(ValueError, TypeError):
-                data = json.loads(message).get("data") or {}
-                if isinstance(data, dict) and data.get("type") == "escalation":
-                    outcome.told_escalation = True
-                    answered.set()
-
-        @pc.on("track")
-        def _track(track: MediaStreamTrack) -> None:
-            if track.kind == "audio":
-                listeners.append(asyncio.create_task(listen(track, mic, outcome)))
-
-        pc.addTransceiver(mic, direction="sendrecv")
-        pc.addTransceiver("video", direction="sendrecv")
-        await pc.setLocalDescription(await pc.createOffer())  # aiortc gathers every candidate here
-        response = await client.post(
-            "/api/offer", json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
-        )
+        response = await peer.offer(client)
         outcome.status = response.status_code
         if response.status_code != 200:
             outcome.error = f"offer answered {response.status_code}"
             return outcome
-        answer = response.json()
-        outcome.session_id = answer["session_id"]
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+        outcome.session_id = peer.session_id
         await asyncio.wait_for(mic.finished.wait(), timeout=30)
         # The reply (or, for a red flag, the escalation) after the sentence; then the patient hangs up.
         with contextlib.suppress(TimeoutError):
@@ -250,9 +227,7 @@ async def one_patient(
     except Exception as exc:  # noqa: BLE001 - a client failure is a soak finding, reported
         outcome.error = f"client: {type(exc).__name__}"
     finally:
-        await pc.close()
-        for task in listeners:
-            task.cancel()
+        await peer.close()
     outcome.ended_by_server = await ended(product, outcome.session_id)
     queued = product.queue.for_session(outcome.session_id) if outcome.session_id else None
     outcome.queued_escalation = queued is not None
@@ -273,15 +248,13 @@ async def ended(product: Product, session_id: str) -> bool:
 
 async def soak(sessions: int, concurrent: int) -> SoakReport:
     hub_offline_environment()
-    addresses = aioice.ice.get_host_addresses
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
     errors = ErrorCounter()
     logging.getLogger().addHandler(errors)
     try:
-        report, outcomes = await _soak(sessions, concurrent)
+        with loopback_ice():
+            report, outcomes = await _soak(sessions, concurrent)
     finally:
         logging.getLogger().removeHandler(errors)
-        aioice.ice.get_host_addresses = addresses
     summarise(report, outcomes, errors)
     return report
 
@@ -334,11 +307,6 @@ async def _soak(sessions: int, concurrent: int) -> tuple[SoakReport, list[Patien
             report.rss_peak_mib = round(peak[0], 1)
             report.wall_s = round(time.monotonic() - started, 1)
     return report, outcomes
-
-
-def patient_speech(text: str, folder: Path) -> np.ndarray:
-    samples, rate = sf.read(synthesize(text, folder / f"{abs(hash(text))}.wav"), dtype="int16")
-    return resample(samples, rate, CLIENT_RATE)
 
 
 async def settle_memory() -> None:
