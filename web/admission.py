@@ -5,6 +5,9 @@
   button and clinician sign-in (``SESSIONS__*_PER_MINUTE``).
 - ``BodySizeLimit``: an ASGI middleware that refuses a request body over ``MAX_REQUEST_BYTES``
   with 413, from its Content-Length before reading it, or as soon as the bytes read pass it.
+- ``JsonDepthLimit``: an ASGI middleware that refuses, with 400, a body whose JSON nesting is deeper
+  than ``MAX_JSON_DEPTH`` before any route parses it (Python's parser overflows its recursion limit
+  on a few thousand ``[``, which every route that reads JSON would otherwise answer with a 500).
 - ``lines_busy``: the 503 a patient gets when every line is taken (``SESSIONS__MAX_CONCURRENT``):
   it says so, and gives the emergency number.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 
 from limits import RateLimitItemPerMinute
@@ -23,6 +27,11 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from configs.settings import Settings
+
+# No request of ours nests more than two levels; the JSON parser fails near a thousand.
+MAX_JSON_DEPTH = 32
+# A string (to its closing quote, or to the end: one pass, never a rescan) or a bracket.
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
 
 
 def client_address(request: Request) -> str:
@@ -120,16 +129,66 @@ class BodySizeLimit:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"error": f"The request is too large (at most {self.max_bytes} bytes)."}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _refuse(send, 413, f"The request is too large (at most {self.max_bytes} bytes).")
+
+
+def json_nesting(body: bytes) -> int:
+    """How deeply the brackets of ``body`` nest outside JSON strings (0 for no brackets)."""
+    depth = deepest = 0
+    for token in _JSON_TOKEN.finditer(body):
+        if token.group() in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token.group() in (b"]", b"}"):
+            depth = max(0, depth - 1)
+    return deepest
+
+
+class JsonDepthLimit:
+    """Refuse a body nested deeper than ``max_depth`` with 400, before any route parses it.
+
+    Sits inside ``BodySizeLimit``, so the body it reads whole is already capped; it hands the
+    route the same messages it read, then the live ``receive`` (a stream still hears a disconnect).
+    """
+
+    def __init__(self, app: ASGIApp, max_depth: int = MAX_JSON_DEPTH) -> None:
+        self.app = app
+        self.max_depth = max_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+        # Fewer brackets than the limit cannot nest deeper (the common case: no scan).
+        if body.count(b"[") + body.count(b"{") > self.max_depth and json_nesting(body) > self.max_depth:
+            await _refuse(send, 400, f"The request is nested too deeply (at most {self.max_depth} levels).")
+            return
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _refuse(send: Send, status: int, error: str) -> None:
+    """A JSON refusal sent before the route has answered anything."""
+    body = json.dumps({"error": error}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

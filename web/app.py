@@ -1,9 +1,10 @@
 """The Starlette app: the patient page, WebRTC signalling, the clinician console, health and metrics.
 
 Every response carries the security headers (``web/security_headers.py``); every request body is
-capped (``MAX_REQUEST_BYTES``). A new browser session is admitted only while a line is free
-(``SESSIONS__MAX_CONCURRENT``) and the address has offers left this minute. ``/health`` is public
-and says only ``ok``; ``/health/details`` and ``/metrics`` need ``Authorization: Bearer
+capped (``MAX_REQUEST_BYTES``) and nested no deeper than ``MAX_JSON_DEPTH``; Starlette's own
+refusals (404, 405) are JSON like the rest. A new browser session is admitted only while a line
+is free (``SESSIONS__MAX_CONCURRENT``) and the address has offers left this minute. ``/health``
+is public and says only ``ok``; ``/health/details`` and ``/metrics`` need ``Authorization: Bearer
 <MONITORING_TOKEN>`` (open in development while no token is set).
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -25,7 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from configs.settings import Settings
-from web.admission import AddressLimit, BodySizeLimit, client_address, lines_busy
+from web.admission import AddressLimit, BodySizeLimit, JsonDepthLimit, client_address, lines_busy
 from web.audit import AuditLog
 from web.auth import Auth
 from web.clinician import clinician_routes
@@ -59,6 +61,14 @@ def _monitoring_refused() -> Response:
         status_code=401,
         headers={"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"},
     )
+
+
+async def http_error(_request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (404, 405...) in JSON, like every other refusal the pages read."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (204, 304):  # no body allowed
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 def create_app(settings: Settings, product: Product | None = None) -> Starlette:
@@ -142,7 +152,7 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
             return _monitoring_refused()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", index),
             Route("/api/offer", offer, methods=["POST"]),
@@ -155,6 +165,10 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
         middleware=[
             Middleware(SecurityHeaders, app_env=settings.app_env),
             Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes),
+            Middleware(JsonDepthLimit),  # inside the size limit: what it reads whole is capped
         ],
+        exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
+    app.state.webrtc_sessions = sessions  # what tests and operators check is left open (nothing, idle)
+    return app
