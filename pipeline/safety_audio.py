@@ -4,11 +4,11 @@ The escalation messages (one per escalating level, with the configured emergency
 the technical-failure line (``FAILURE_PREFIX``) are synthesised with Piper once per process, at
 start-up (``pipeline.session.warm_up``), sentence by sentence as the TTS service splits them,
 and kept as 16-bit mono PCM (``prepare_safety_audio``). The session's voice is
-``SafePiperTTSService``: Piper, and when Piper raises, reports an error or yields no audio for a
-sentence that is one of those lines, the kept audio is played in its place (resampled to the
-output rate), so a patient hears "call the emergency number" and "a clinician is coming" even
-with the voice broken. The error still goes upstream, so the fail-safe (``pipeline/fail_safe.py``)
-escalates the session.
+``SafePiperTTSService``: Piper (the process's shared voice, ``pipeline/shared_models.py``), and
+when Piper raises, reports an error or yields no audio for a sentence that is one of those
+lines, the kept audio is played in its place (resampled to the output rate), so a patient hears
+"call the emergency number" and "a clinician is coming" even with the voice broken. The error
+still goes upstream, so the fail-safe (``pipeline/fail_safe.py``) escalates the session.
 
 The fallback sits inside the TTS service's own synthesis step, right where Piper fails: a
 processor after the TTS service would only learn of the silence once the service gives up on the
@@ -26,12 +26,12 @@ from threading import Lock
 import numpy as np
 import soxr
 from pipecat.frames.frames import ErrorFrame, Frame, TTSAudioRawFrame
-from pipecat.services.piper.tts import PiperTTSService
 
 from agent.escalation import escalation_message
 from agent.policy import Urgency, default_policy
 from pipeline.escalation import FAILURE_PREFIX
 from pipeline.metrics import SAFETY_AUDIO_PLAYED_TOTAL
+from pipeline.shared_models import SharedPiperTTSService, shared_piper_voice
 
 log = logging.getLogger(__name__)
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -107,10 +107,8 @@ def kept_safety_audio(voice_model: Path, emergency_number: str) -> SafetyAudio:
 
 
 def piper_synthesize(voice_model: Path) -> Synthesize:
-    """Synthesis with the session's Piper voice (loaded once for the start-up synthesis)."""
-    from piper import PiperVoice
-
-    voice = PiperVoice.load(voice_model)
+    """Synthesis with the process's Piper voice, the one every session speaks with."""
+    voice = shared_piper_voice(voice_model)
 
     def synthesize(text: str) -> tuple[bytes, int]:
         pcm = b"".join(chunk.audio_int16_bytes for chunk in voice.synthesize(text))
@@ -145,7 +143,7 @@ def _unique(texts: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(texts))
 
 
-class SafePiperTTSService(PiperTTSService):
+class SafePiperTTSService(SharedPiperTTSService):
     """Piper, with the kept audio played for a safety sentence Piper fails to say."""
 
     def __init__(self, *, kept: SafetyAudio, **kwargs: object) -> None:

@@ -20,15 +20,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
-from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.observers.base_observer import BaseObserver
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.processors.frame_processor import FrameProcessor
-from pipecat.services.piper.tts import PiperTTSService
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
@@ -48,6 +45,7 @@ from pipeline.incremental_stt import IncrementalWhisperSTT
 from pipeline.safety import safety_processors
 from pipeline.safety_audio import SafePiperTTSService, kept_safety_audio, prepare_safety_audio
 from pipeline.second_opinion import SecondOpinionProcessor
+from pipeline.shared_models import SharedSileroVAD, SharedSmartTurn, silero_session, smart_turn_session
 from pipeline.transcriber import Transcriber, shared_transcriber
 from pipeline.triage import TriageProcessor
 
@@ -76,18 +74,18 @@ def voice_model(settings: Settings) -> Path:
     return settings.path(settings.voice.piper_voices_dir) / f"{settings.voice.piper_voice}.onnx"
 
 
-def make_tts(settings: Settings) -> PiperTTSService:
-    """Piper, with the safety lines' audio kept at start-up played if it fails to say one of them."""
-    voices = settings.path(settings.voice.piper_voices_dir)
+def make_tts(settings: Settings) -> SafePiperTTSService:
+    """Piper with the process's shared voice (``pipeline/shared_models.py``), with the safety
+    lines' audio kept at start-up played if it fails to say one of them."""
     return SafePiperTTSService(
         kept=kept_safety_audio(voice_model(settings), settings.safety.emergency_number),
-        download_dir=voices,
-        settings=PiperTTSService.Settings(voice=settings.voice.piper_voice),
+        voice_model=voice_model(settings),
     )
 
 
 def make_vad() -> VADProcessor:
-    return VADProcessor(vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=VAD_STOP_S)))
+    """Silero on the process's shared ONNX session, this session's speech state its own."""
+    return VADProcessor(vad_analyzer=SharedSileroVAD(params=VADParams(stop_secs=VAD_STOP_S)))
 
 
 def whisper_dir(settings: Settings) -> Path:
@@ -179,7 +177,7 @@ def listening_processors(settings: Settings) -> list[FrameProcessor]:
     transcriber = shared_transcriber_for(settings)
     stt = IncrementalWhisperSTT(
         transcriber,
-        end_of_turn=LocalSmartTurnAnalyzerV3(),
+        end_of_turn=SharedSmartTurn(),  # the process's Smart Turn model, this turn's audio its own
         turn_stop_s=settings.voice.turn_stop_s,
         complete_stop_s=settings.voice.complete_stop_s,
         vad_stop_s=VAD_STOP_S,
@@ -207,7 +205,8 @@ def warm_up(settings: Settings) -> None:
     triage = make_triage(settings)
     hearing_warm_up()
     triage.assess(extract_facts("I have had an itchy rash on my arm for two weeks, no fever."), "no fever")
-    prepare_safety_audio(voice_model(settings), settings.safety.emergency_number)
+    prepare_safety_audio(voice_model(settings), settings.safety.emergency_number)  # loads the voice
+    silero_session(), smart_turn_session()  # the shared listening models, before the first patient
     freeze_startup_heap()  # last: what start-up loaded is never garbage
 
 
