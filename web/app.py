@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -71,12 +71,20 @@ async def http_error(_request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
+def escalations_not_taken_so_far() -> int:
+    """Escalations whose record no clinician queue took (the fail-safe's count, pipeline/escalation.py)."""
+    value = REGISTRY.get_sample_value("escalation_failures_total", {"stage": "handoff"})
+    return int(value or 0)
+
+
 def create_app(settings: Settings, product: Product | None = None) -> Starlette:
     product = product or build_product(settings)  # fails at start-up if the brain cannot be built
     auth = Auth(settings)
     audit = AuditLog.from_settings(settings)
     host, queue, retriever, phone = product.host, product.queue, product.retriever, product.phone
-    sessions = WebRTCSessions(host, settings.sessions.max_concurrent)
+    sessions = WebRTCSessions(
+        host, settings.sessions.max_concurrent, connect_deadline_s=settings.sessions.connect_deadline_s
+    )
     offers_limit = AddressLimit("offer", settings.sessions.offers_per_minute)
 
     @contextlib.asynccontextmanager
@@ -122,8 +130,16 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
         # The patient's key to their own room (its status, the clinician button), and no other.
         return JSONResponse({**answer, "room_token": auth.issue_patient_token(answer["session_id"])})
 
+    not_taken_before = escalations_not_taken_so_far()
+
+    def escalations_not_taken() -> int:  # since this app started
+        return escalations_not_taken_so_far() - not_taken_before
+
     def overall() -> str:
-        return "degraded" if queue.storage_status()["storage"] == "failing" else "ok"
+        """``degraded`` while a clinician could miss something: escalation records or the audit log
+        not written, or an escalation since start that no queue took (``docs/faults.md``)."""
+        failing = queue.storage_status()["storage"] == "failing" or audit.failing
+        return "degraded" if failing or escalations_not_taken() else "ok"
 
     async def health(_request: Request) -> Response:
         # Public (load balancers, the container's check): the status word, nothing that helps an attacker.
@@ -143,6 +159,8 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
                 "retrieval": retriever.status(),
                 "phone": {"active_calls": phone.active_calls, "port": phone.port} if phone else "disabled",
                 **queue.storage_status(),
+                "audit_log": "failing" if audit.failing else "ok",
+                "escalations_not_taken": escalations_not_taken(),
             },
             headers={"Cache-Control": "no-store"},
         )

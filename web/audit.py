@@ -72,6 +72,7 @@ class AuditLog:
         self.path = path
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-log")
         self.storage_problem: dict[str, str] | None = None  # the last failed append: kind and time
+        self.failing = False  # the latest append failed (``/health`` says degraded while it does)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuditLog:
@@ -122,6 +123,7 @@ class AuditLog:
 
     def _appended(self, done: Future[None]) -> None:
         error = None if done.cancelled() else done.exception()
+        self.failing = error is not None
         if error is not None:
             kind = type(error).__name__
             self.storage_problem = {"kind": kind, "at": datetime.now(UTC).isoformat(timespec="seconds")}

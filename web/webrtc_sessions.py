@@ -61,6 +61,23 @@ class UnreadableOffer(ValueError):
     """The offer's SDP could not be read: nothing was started and nothing is left open."""
 
 
+# RFC 8839: an ICE username fragment and password are at most 256 characters; no line of a
+# browser's offer comes near the line limit. A longer one is not a browser's offer.
+ICE_CREDENTIAL = re.compile(r"^a=ice-(?:ufrag|pwd):(.*)$", re.MULTILINE)
+MAX_ICE_CREDENTIAL = 256
+MAX_SDP_LINE = 4096
+
+
+def check_offer(sdp: str) -> None:
+    """Refuse (``UnreadableOffer``) what no browser sends, before anything is built for it."""
+    if not AUDIO_LINE.search(sdp):
+        raise UnreadableOffer("the offer carries no audio")  # nothing to listen to: no session
+    if any(len(line) > MAX_SDP_LINE for line in sdp.splitlines()):
+        raise UnreadableOffer("a line of the offer is too long")
+    if any(len(value.strip()) > MAX_ICE_CREDENTIAL for value in ICE_CREDENTIAL.findall(sdp)):
+        raise UnreadableOffer("the offer's ICE credentials are too long")
+
+
 class NotYourConnection(PermissionError):
     """A renegotiation of a live connection without that session's room token."""
 
@@ -117,24 +134,25 @@ class WebRTCSessions:
             session = self._sessions[pc_id]
             if may_renegotiate is None or not may_renegotiate(session.session_id):
                 raise NotYourConnection
+            check_offer(sdp)
             try:
                 await session.connection.renegotiate(sdp=sdp, type=sdp_type)
-            except ValueError as exc:
+            except Exception as exc:  # aiortc's parser fails in many ways on a broken offer
                 raise UnreadableOffer from exc
             return {**session.connection.get_answer(), "session_id": session.session_id}
+        if sdp_type != "offer":
+            raise UnreadableOffer("a new session starts from an offer")
+        check_offer(sdp)
         line = self._host.reserve_line(self._max_concurrent)  # held from now, phone calls included
-        if not AUDIO_LINE.search(sdp):
-            line.release()
-            raise UnreadableOffer("the offer carries no audio")  # nothing to listen to: no session
         connection = SmallWebRTCConnection(ice_servers=[])
         try:
             await connection.initialize(sdp=sdp, type=sdp_type)
         except BaseException as exc:
             line.release()
             await connection.disconnect()  # no peer connection is left behind
-            if isinstance(exc, ValueError):
+            if isinstance(exc, Exception):  # aiortc's parser asserts, indexes and looks up on bad SDP
                 raise UnreadableOffer from exc
-            raise
+            raise  # a cancellation stays one
         session = BrowserSession(session_id=uuid.uuid4().hex, connection=connection)
         self._sessions[connection.pc_id] = session
 
