@@ -2,9 +2,10 @@
 
 A session's pipeline is a web of reference cycles (processors link both ways, tasks and event
 handlers refer to their owners), so only the cyclic garbage collector's full pass frees it:
-its Piper voice, Silero and Smart Turn models, about 300 MB for a two-turn session measured
-here. CPython runs that pass rarely, and over every object in the heap: with torch, spaCy and
-Whisper loaded, about 500,000 objects and 300 ms on this machine. Left alone, a server grew
+its buffers, its models' per-session state and its executors (the models themselves are
+shared, ``pipeline/shared_models.py``; before they were, about 300 MB for a two-turn session).
+CPython runs that pass rarely, and over every object in the heap: with torch, spaCy and Whisper
+loaded, about 500,000 objects and 300 ms on this machine. Left alone, a server grew
 by gigabytes between passes (15 GB at the peak of a 69-session evaluation).
 
 So, as long-running Python services do: at start-up, once the models are loaded, the heap is

@@ -110,11 +110,6 @@ class WebRTCSessions:
         """Lines taken: live sessions of every transport, and sessions being set up."""
         return self._host.in_use()
 
-    def session_of(self, pc_id: str | None) -> str | None:
-        """The session id of a live connection (None for an unknown or forgotten ``pc_id``)."""
-        session = self._sessions.get(pc_id) if pc_id else None
-        return session.session_id if session is not None else None
-
     async def answer(
         self,
         sdp: str,

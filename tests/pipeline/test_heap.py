@@ -26,6 +26,6 @@ async def test_an_ended_session_releases_its_voice_model(
 
     await run_replay([speak("I have a rash on my arm.", tail_s=0.5)], tmp_path / "out", settings=settings)
     await asyncio.sleep(0)  # the collection runs on the loop's next turn
-    # Each session loads its own Piper voice (~100 MB). Without the collection it stays in
+    # Each session has its own TTS service around the shared voice. Without the collection it stays in
     # memory until CPython's next full pass, many sessions later.
     assert piper_voices_alive() == 0
