@@ -75,3 +75,10 @@ _.agent_heard
 _.server_errors_logged
 _.per_session_mib
 _track
+_.benign_escalated
+
+# tools/capacity.py: PyAV encoder settings, read by libopus / libvpx when the codec opens.
+_.bit_rate
+_.pix_fmt
+_.framerate
+_.gop_size

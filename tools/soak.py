@@ -11,7 +11,8 @@ flag. Reported (the issue's targets):
 - ``crashes``: sessions that failed (an HTTP error, a client error, a session the server did not
   end after the hang-up, an error logged by the server); target 0.
 - ``escalations_lost``: sessions whose page was told of an escalation but whose record never
-  reached the clinician queue; target 0. ``red_flags_escalated`` is how many red-flag patients
+  reached the clinician queue; target 0. ``benign_escalated`` counts false alarms (a patient
+  with no red flag escalated). ``red_flags_escalated`` is how many red-flag patients
   were escalated at all (a recogniser miss shows there, not as a loss).
 - ``rss_start_mib`` / ``rss_end_mib`` / ``rss_drift_pct``: the process's resident memory after
   a first warm round and after the last session ended (target: drift <= 5 %);
@@ -90,6 +91,7 @@ class SoakReport:
     escalations_lost: int = 0
     red_flag_sessions: int = 0
     red_flags_escalated: int = 0
+    benign_escalated: int = 0  # patients with no red flag who were escalated anyway (false alarms)
     agent_heard: int = 0
     agent_replied: int = 0
     server_errors_logged: int = 0
@@ -331,6 +333,7 @@ def summarise(report: SoakReport, outcomes: list[PatientOutcome], errors: ErrorC
             report.failures.append(f"#{o.index}: escalation told but not queued")
         report.red_flag_sessions += o.red_flag
         report.red_flags_escalated += o.red_flag and o.queued_escalation
+        report.benign_escalated += not o.red_flag and (o.queued_escalation or o.told_escalation)
         report.agent_heard += o.heard_agent
         report.agent_replied += o.replied
     report.server_errors_logged = errors.count
