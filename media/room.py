@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -61,6 +62,10 @@ class PatientSide(Protocol):
         """Show the patient a video (the clinician's camera), or stop (None)."""
 
 
+ClinicianWatching = Callable[[bool], Awaitable[None]]
+"""Told True when a clinician joins (they see the patient's camera) and False when they leave."""
+
+
 class RoomError(RuntimeError):
     """A room operation that cannot be done now (no such session, someone already joined ...)."""
 
@@ -79,6 +84,7 @@ class Room:
         self._closing: asyncio.Task | None = None
         self._activity: asyncio.Task | None = None
         self._last_activity = 0.0
+        self._watchers: list[ClinicianWatching] = []
 
     # --- the agent participant ----------------------------------------------------------
 
@@ -123,6 +129,20 @@ class Room:
 
     # --- the clinician ------------------------------------------------------------------
 
+    def on_clinician_watching(self, watcher: ClinicianWatching) -> None:
+        """Tell ``watcher`` when a clinician starts and stops watching the patient's camera.
+
+        The patient's transport sends the camera at the full rate only while someone watches it.
+        """
+        self._watchers.append(watcher)
+
+    async def _tell_watchers(self, watching: bool) -> None:
+        for watcher in self._watchers:
+            try:
+                await watcher(watching)
+            except Exception:  # noqa: BLE001 - a camera rate is never worth a failed join or leave
+                log.warning("a camera watcher failed", exc_info=True)
+
     async def join(self, name: str, sdp: str, sdp_type: str) -> dict[str, str]:
         """The clinician's browser joins: an SDP answer back, and the agent announces them."""
         if self._clinician is not None:
@@ -135,6 +155,7 @@ class Room:
         )
         answer = await peer.answer(sdp, sdp_type)
         self._clinician, self.clinician_name = peer, name
+        await self._tell_watchers(True)
         await self.tell_agent(ClinicianJoinedFrame(clinician=name))
         log.info("clinician joined the room")
         return answer
@@ -164,6 +185,7 @@ class Room:
             await self._clinician.close()
         self._clinician, self.clinician_name = None, None
         self._patient.show_video(None)
+        await self._tell_watchers(False)
         await self.tell_agent(ClinicianLeftFrame(clinician=name, outcome=outcome))
         log.info("clinician left the room: %s", outcome.value)
 

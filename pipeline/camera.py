@@ -1,15 +1,18 @@
 """The camera sampler: looks at a few frames, keeps the best one, and says when none is usable.
 
-Frames arrive from the transport at a couple per second. While the patient is speaking (or
-the agent has asked to see the skin) one is judged every ``active_every_s``; otherwise
-every ``idle_every_s``. Raw video never travels further down the pipeline: only a
-``CameraStillFrame`` when a better frame than the kept one is seen, JPEG-encoded.
+While the patient is speaking (or no usable frame is kept yet) one frame is judged every
+``active_every_s``; otherwise every ``idle_every_s``. So the sampler needs no more than
+``FRAMES_NEEDED_FPS`` from the transport: the browser transport decodes the camera at that rate
+while no clinician watches, and asks the page to send no more. Raw video never travels further
+down the pipeline: only a ``CameraStillFrame`` when a better frame than the kept one is seen,
+JPEG-encoded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import math
 import time
 
 import numpy as np
@@ -26,9 +29,15 @@ from agent.backends.base import CameraImage
 from pipeline.frames import CameraStillFrame
 from pipeline.image_quality import FrameQuality, judge
 
+ACTIVE_EVERY_S = 1.0  # a frame judged each second while the patient speaks or none is kept yet
+IDLE_EVERY_S = 4.0  # otherwise one every four seconds
+# The frames a second the sampler needs: two per look at its fastest, so a frame that arrives a
+# little early for a look is followed by one soon after, not a whole look later.
+FRAMES_NEEDED_FPS = math.ceil(2 / ACTIVE_EVERY_S)
+
 
 class CameraSampler(FrameProcessor):
-    def __init__(self, *, active_every_s: float = 1.0, idle_every_s: float = 4.0) -> None:
+    def __init__(self, *, active_every_s: float = ACTIVE_EVERY_S, idle_every_s: float = IDLE_EVERY_S) -> None:
         super().__init__()
         self._active_every_s = active_every_s
         self._idle_every_s = idle_every_s

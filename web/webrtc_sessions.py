@@ -29,11 +29,13 @@ from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 from agent.channel import Channel
 from media.host import Line, LinesBusy, LiveSession, SessionHost, Transport
 from media.webrtc_patient import BrowserPatient
+from pipeline.camera import FRAMES_NEEDED_FPS
 from pipeline.session import INPUT_RATE
 
 __all__ = ["LinesBusy", "NotYourConnection", "UnreadableOffer", "WebRTCSessions"]
 OUTPUT_RATE = 24000
-CAMERA_FPS = 8  # enough for a clinician to watch; the agent's sampler looks far less often
+# The camera as the agent's sampler needs it; while a clinician watches, BrowserPatient raises it.
+CAMERA_FPS = FRAMES_NEEDED_FPS
 # A browser whose ICE has not connected by then never will (loopback or LAN takes well under a
 # second, a TURN relay a few): its session and its line are freed. A setting is wanted for it.
 CONNECT_DEADLINE_S = 20.0
@@ -76,6 +78,18 @@ def check_offer(sdp: str) -> None:
         raise UnreadableOffer("a line of the offer is too long")
     if any(len(value.strip()) > MAX_ICE_CREDENTIAL for value in ICE_CREDENTIAL.findall(sdp)):
         raise UnreadableOffer("the offer's ICE credentials are too long")
+
+
+def transport_params() -> TransportParams:
+    """A browser session's media: 16 kHz audio in, 24 kHz out, the camera at the sampler's rate."""
+    return TransportParams(
+        audio_in_enabled=True,
+        audio_in_sample_rate=INPUT_RATE,
+        audio_out_enabled=True,
+        audio_out_sample_rate=OUTPUT_RATE,
+        video_in_enabled=True,
+        video_in_sources={"camera": VideoInSourceParams(framerate=CAMERA_FPS)},
+    )
 
 
 class NotYourConnection(PermissionError):
@@ -216,20 +230,12 @@ class WebRTCSessions:
                 await asyncio.wait_for(session.connection.disconnect(), STOP_TIMEOUT_S)
 
     async def _start(self, session: BrowserSession, line: Line) -> LiveSession:
-        params = TransportParams(
-            audio_in_enabled=True,
-            audio_in_sample_rate=INPUT_RATE,
-            audio_out_enabled=True,
-            audio_out_sample_rate=OUTPUT_RATE,
-            video_in_enabled=True,
-            video_in_sources={"camera": VideoInSourceParams(framerate=CAMERA_FPS)},
-        )
-        transport = SmallWebRTCTransport(webrtc_connection=session.connection, params=params)
-        patient = BrowserPatient(session.connection)
+        transport = SmallWebRTCTransport(webrtc_connection=session.connection, params=transport_params())
+        patient = BrowserPatient(session.connection, camera=transport)
 
         @transport.event_handler("on_client_connected")
         async def _connected(_transport: SmallWebRTCTransport, _client: object) -> None:
-            patient.on_connected()
+            await patient.on_connected()
 
         # Before the start: a patient who leaves while the models load is not missed.
         @transport.event_handler("on_client_disconnected")
