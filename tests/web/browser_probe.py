@@ -23,6 +23,8 @@ import httpx
 import uvicorn
 
 if TYPE_CHECKING:
+    from playwright.async_api import Page
+
     from configs.settings import Settings
 
 CHROMIUM_FLAGS = [
@@ -63,6 +65,59 @@ LISTEN_JS = """
   attach();
 }
 """
+
+
+# Test instrumentation only: keeps the page's peer connection and data channel where the probe
+# can reach them (the page itself exposes neither).
+RECORD_PEERS_JS = """
+(() => {
+  const Native = window.RTCPeerConnection;
+  window.__probe = {peers: [], channels: []};
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) { super(...args); window.__probe.peers.push(this); }
+    createDataChannel(...args) {
+      const channel = super.createDataChannel(...args);
+      window.__probe.channels.push(channel);
+      return channel;
+    }
+  };
+})();
+"""
+
+# The camera as the page sends it: the sender's frame-rate cap and the frames sent so far.
+CAMERA_JS = """
+async () => {
+  const pc = window.__probe.peers[0];
+  const t = pc.getTransceivers().find((t) => t.sender.track && t.sender.track.kind === "video");
+  if (!t) return null;
+  const encoding = t.sender.getParameters().encodings[0] || {};
+  let framesSent = 0;
+  (await t.sender.getStats()).forEach((r) => {
+    if (r.type === "outbound-rtp") framesSent += r.framesSent || 0;
+  });
+  return {maxFramerate: encoding.maxFramerate ?? null, framesSent, at: performance.now()};
+}
+"""
+
+# What the server sends the page when a clinician joins (pipeline/clinician_presence.py).
+CLINICIAN_JOINED_JS = """
+() => window.__probe.channels[0].dispatchEvent(new MessageEvent("message", {data: JSON.stringify({
+  label: "rtvi-ai", type: "server-message",
+  data: {type: "clinician", status: "joined", name: "Dr. Probe"},
+})}))
+"""
+CAMERA_WINDOW_S = 4.0  # frames counted over this long, at each rate
+
+
+async def _camera_rate(page: Page) -> dict:
+    """The sender's cap and the frames a second it actually sent over ``CAMERA_WINDOW_S``."""
+    first = await page.evaluate(CAMERA_JS)
+    await asyncio.sleep(CAMERA_WINDOW_S)
+    last = await page.evaluate(CAMERA_JS)
+    if first is None or last is None:
+        return {"maxFramerate": None, "fps": None}
+    fps = (last["framesSent"] - first["framesSent"]) / ((last["at"] - first["at"]) / 1000)
+    return {"maxFramerate": last["maxFramerate"], "fps": round(fps, 2)}
 
 
 def _loopback_only() -> None:
@@ -125,6 +180,7 @@ async def _patient(speech: Path, seconds: float, port: int) -> dict:
                 args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={speech}"],
             )
             page = await browser.new_page()
+            await page.add_init_script(RECORD_PEERS_JS)
             await page.goto(f"http://127.0.0.1:{port}/?processing=off")
             await page.click("#start")
             await page.evaluate(LISTEN_JS)
@@ -143,6 +199,11 @@ async def _patient(speech: Path, seconds: float, port: int) -> dict:
             )
             result["heard"] = await page.evaluate("() => window.__heard")
             result["error"] = await page.locator("#error").inner_text()
+            # The camera while only the agent looks, then once a clinician joins.
+            result["camera_agent"] = await _camera_rate(page)
+            await page.evaluate(CLINICIAN_JOINED_JS)
+            await asyncio.sleep(1.0)  # the new cap takes a moment to reach the encoder
+            result["camera_clinician"] = await _camera_rate(page)
             await browser.close()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
         result["metrics"] = (await client.get("/metrics")).text

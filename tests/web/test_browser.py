@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.camera import FRAMES_NEEDED_FPS
+
 PROBE = Path(__file__).with_name("browser_probe.py")
 pytestmark = pytest.mark.browser
 
@@ -49,3 +51,11 @@ def test_a_patient_in_the_browser_hears_the_agent_and_sees_captions(
     assert result["state"].startswith("Connected")
     assert result["error"] == ""
     assert "voice_to_voice_latency_seconds_count 1.0" in result["metrics"]
+
+    # The camera is sent at the sampler's rate while only the agent looks, and at the full rate
+    # once a clinician joins (the server's "clinician joined" message to the page).
+    agent_view, clinician_view = result["camera_agent"], result["camera_clinician"]
+    assert agent_view["maxFramerate"] == FRAMES_NEEDED_FPS, agent_view
+    assert agent_view["fps"] <= FRAMES_NEEDED_FPS + 0.5, agent_view
+    assert clinician_view["maxFramerate"] == 30, clinician_view
+    assert clinician_view["fps"] > 2 * FRAMES_NEEDED_FPS, clinician_view

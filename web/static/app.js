@@ -19,6 +19,20 @@ let agentLine = null; // the agent's caption being written
 let room = null;      // {id, token}: this patient's own room, for its status and the clinician button
                       // (the token goes in the X-Room-Token header, never the URL; it ends with the session)
 let statusTimer = null;
+let camera = null;    // the RTCRtpSender of the patient's camera, when there is one
+
+// The agent judges about one camera frame a second, so while only the agent looks the camera is
+// sent at 2 frames a second (the server decodes no more); a clinician who joins sees it at the
+// full rate. Full resolution either way: the agent judges sharpness and distance on the frame.
+const CAMERA_FPS = { agent: 2, clinician: 30 };
+
+async function setCameraRate(fps) {
+  if (!camera) return;
+  const parameters = camera.getParameters();
+  if (!parameters.encodings || !parameters.encodings.length) return;
+  parameters.encodings[0].maxFramerate = fps;
+  try { await camera.setParameters(parameters); } catch { /* the browser keeps its last rate */ }
+}
 
 function setState(state, label) {
   ui.state.dataset.state = state;
@@ -89,8 +103,10 @@ function onServerMessage(data) {
     showClinicianStatus(`${data.name} has joined.`);
     ui.clinicianCaption.textContent = data.name;
     ui.clinicianFigure.hidden = false;
+    setCameraRate(CAMERA_FPS.clinician);
   } else if (data.type === "clinician" && data.status === "left") {
     ui.clinicianFigure.hidden = true;
+    setCameraRate(CAMERA_FPS.agent);
     if (data.outcome === "ended") {
       showClinicianStatus("The clinician has ended the session.");
       setState("closed", "Ended");
@@ -191,8 +207,10 @@ async function start() {
   const audioTrack = stream.getAudioTracks()[0];
   const videoTrack = stream.getVideoTracks()[0];
   pc.addTransceiver(audioTrack, { direction: "sendrecv" });
-  if (videoTrack) pc.addTransceiver(videoTrack, { direction: "sendrecv" });
-  else pc.addTransceiver("video", { direction: "sendrecv" });
+  if (videoTrack) {
+    camera = pc.addTransceiver(videoTrack,
+      { direction: "sendrecv", sendEncodings: [{ maxFramerate: CAMERA_FPS.agent }] }).sender;
+  } else pc.addTransceiver("video", { direction: "sendrecv" });
   pc.addTransceiver("video", { direction: "sendrecv" }); // screen share slot the server expects
 
   pc.addEventListener("track", (e) => {
@@ -244,6 +262,7 @@ function teardown() {
   ui.clinicianFigure.hidden = true;
   ui.ask.disabled = true;
   if (pc) { pc.close(); pc = null; }
+  camera = null;
   if (stream) { stream.getTracks().forEach((t) => t.stop()); stream = null; }
   ui.start.disabled = false; ui.mute.disabled = true; ui.stop.disabled = true;
 }
