@@ -43,7 +43,6 @@ from pipeline.heap import collect_ended_session
 from pipeline.metrics import ACTIVE_SESSIONS, SESSION_CAPACITY, SESSIONS_TOTAL
 from pipeline.observers import EscalationObserver, VoiceLatencyObserver
 from pipeline.session import SessionContext, make_worker, patient_session, run_worker, text_session
-from pipeline.session_end import HeardOutObserver
 from pipeline.turn_observers import turn_observers
 
 if TYPE_CHECKING:
@@ -95,8 +94,6 @@ class LiveSession:
     room: Room | None = None
     started_at: float = field(default_factory=time.monotonic)
     task: asyncio.Task | None = field(default=None, repr=False)
-    # Set once an ending session has assessed everything the patient said (pipeline/session_end.py).
-    heard_out: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     async def wait(self) -> None:
         """Until the session has ended (it never raises: a failed session is logged and ended).
@@ -117,23 +114,16 @@ class LiveSession:
         A patient who says "I can't breathe" as the line drops must still be escalated, so the
         session ends the graceful way (an ``EndFrame`` behind the audio already received: the
         speech-to-text finishes the turn it holds, the triage and the escalation see it) and is
-        cancelled once the end has passed the safety layer (``pipeline/session_end.py``: the rest
-        is the agent's voice, for nobody), or after ``grace_s`` at the latest.
+        cancelled only if that takes longer than ``grace_s``.
         """
         if self.task is None or self.task.done():
             await self.cancel()
             return
         await self.worker.queue_frame(EndFrame())
-        heard_out = asyncio.ensure_future(self.heard_out.wait())
-        try:
-            await asyncio.wait({self.task, heard_out}, timeout=grace_s, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            heard_out.cancel()
-        if self.task.done():
-            return
-        if not self.heard_out.is_set():
+        _done, pending = await asyncio.wait({self.task}, timeout=grace_s)
+        if pending:
             log.warning("session did not end within %.0f s of the hang-up: cancelled", grace_s)
-        await self.cancel()  # heard out: the agent's voice is not played to a patient who is gone
+            await self.cancel()
 
 
 class SessionHost:
@@ -254,9 +244,6 @@ class SessionHost:
         live = LiveSession(session_id, kind, channel, worker)
         for observer in [VoiceLatencyObserver(), *turn_observers(), *self.observers()]:
             worker.add_observer(observer)
-        heard_out = HeardOutObserver()
-        worker.add_observer(heard_out)
-        live.heard_out = heard_out.heard_out
         if self.rooms is not None and patient is not None:
             live.room = self.rooms.open(session_id, patient, patient_rate=patient_rate)
             patient.connect_room(live.room)  # the clinician's voice reaches the patient from now on
