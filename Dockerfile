@@ -3,7 +3,7 @@
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 HF_HUB_OFFLINE=1 \
-    APP_ENV=staging HOST=0.0.0.0 PORT=8000
+    APP_ENV=staging HOST=0.0.0.0 PORT=8000 MALLOC_ARENA_MAX=2
 RUN apt-get update && apt-get install -y --no-install-recommends libsndfile1 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
