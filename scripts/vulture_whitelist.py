@@ -82,3 +82,6 @@ _.bit_rate
 _.pix_fmt
 _.framerate
 _.gop_size
+
+# media/webrtc_patient.py: pipecat's capture_participant_video signature (a Protocol and its test double).
+participant_id
