@@ -149,10 +149,14 @@ class WebRTCSessions:
             except Exception as exc:  # aiortc's parser fails in many ways on a broken offer
                 raise UnreadableOffer from exc
             return {**session.connection.get_answer(), "session_id": session.session_id}
-        if sdp_type != "offer":
-            raise UnreadableOffer("a new session starts from an offer")
-        check_offer(sdp)
         line = self._host.reserve_line(self._max_concurrent)  # held from now, phone calls included
+        try:
+            if sdp_type != "offer":
+                raise UnreadableOffer("a new session starts from an offer")
+            check_offer(sdp)
+        except UnreadableOffer:
+            line.release()
+            raise
         connection = SmallWebRTCConnection(ice_servers=[])
         try:
             await connection.initialize(sdp=sdp, type=sdp_type)
