@@ -98,7 +98,9 @@ async def test_a_caller_hears_the_greeting_and_a_red_flag_escalates(
         heard = recorder.audio(tag)
         assert sipp.loud_seconds(heard) > 10, "the caller heard the agent speak"
         greeting = transcribe(settings, recorder.audio(tag, end=packets[0][0] + 6.0))
-        assert {"skin", "check", "assistant"} <= words(greeting), greeting
+        heard_words = words(greeting)  # over G.711 Whisper may hear "skin check" as "skin checker"
+        assert {"skin", "assistant"} <= heard_words, greeting
+        assert any(word.startswith("check") for word in heard_words), greeting
         records = escalations(settings)
         assert len(records) == 1, "the red flag was escalated once"
         assert records[0]["level"] == "emergency" and records[0]["channel"] == "audio"
