@@ -21,6 +21,7 @@ includes the wait for that pass, and ``final_transcription`` reads 0 with it.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections import deque
 
 from pipecat.frames.frames import (
@@ -78,9 +79,9 @@ class _FrameObserver(BaseObserver):
         if isinstance(data.frame, self.watched) and self._pairs.first(data.frame):
             self.on_frame(data.frame, data.timestamp)
 
+    @abstractmethod
     def on_frame(self, frame: Frame, at_ns: int) -> None:
         """One frame of interest, pushed at ``at_ns`` (the pipeline clock, nanoseconds)."""
-        raise NotImplementedError
 
 
 class DroppedReplyObserver(_FrameObserver):

@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -231,8 +232,9 @@ class PacketTrack(MediaStreamTrack):
         self._sent = 0
         self._started: float | None = None
 
+    @abstractmethod
     def next_payload(self, due: float) -> bytes:
-        raise NotImplementedError
+        """The next packet's payload, due at ``due`` (monotonic seconds)."""
 
     async def recv(self) -> av.Packet:
         if self.readyState != "live":
