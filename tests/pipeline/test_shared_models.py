@@ -8,6 +8,8 @@ compares them with pipecat's stock services, which load their own models.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -123,6 +125,54 @@ async def test_two_sessions_speak_with_one_piper_voice_and_sound_as_pipecats_own
     # Both patients hear the reply at once, synthesised on the shared pool: the same audio.
     together = await asyncio.wait_for(asyncio.gather(heard(tts_of(anna)), heard(tts_of(ben))), 60)
     assert together == [reference, reference]
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [  # glibc's struct mallinfo2
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def mapped_by_malloc_mib() -> float:
+    """Memory glibc's malloc holds in mmap'd blocks (large allocations such as an ONNX arena's)."""
+    mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    mallinfo2.restype = _MallInfo2
+    return mallinfo2().hblkhd / 2**20
+
+
+def test_the_shared_voice_gives_back_what_a_long_reply_needed(settings: Settings) -> None:
+    """A server runs for weeks: two long replies synthesised at once must not leave the voice
+    holding their memory for the life of the process (onnxruntime's arena kept 512 MB)."""
+    from pipeline.session import voice_model
+
+    voice = shared_piper_voice(voice_model(settings))
+    long_reply = " ".join([REPLY] * 4)
+
+    def say() -> None:
+        for _chunk in voice.synthesize(long_reply):
+            pass
+
+    say()  # first use: whatever is loaded once
+    before = mapped_by_malloc_mib()
+    for _round in range(2):
+        speakers = [threading.Thread(target=say) for _ in range(2)]
+        for speaker in speakers:
+            speaker.start()
+        for speaker in speakers:
+            speaker.join(timeout=120)
+    assert mapped_by_malloc_mib() - before < 64
 
 
 # --- listening: voice activity -----------------------------------------------------------------
