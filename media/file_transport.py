@@ -53,6 +53,9 @@ class ReplayTimeline:
     agent_audio: list[tuple[float, np.ndarray]] = field(default_factory=list)
     agent_rate: int = 0
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    # When each patient turn's first sample reached the microphone (one per played turn, in
+    # order): the exact time base for positions inside a turn (its pauses, its true end).
+    turn_audio_starts_s: list[float] = field(default_factory=list)
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -141,6 +144,8 @@ class _FileInput(BaseInputTransport):
         tick = time.monotonic()
         while True:
             if self._playing is not None:
+                if position == 0:
+                    self._timeline.turn_audio_starts_s.append(tick - self._timeline.t0)
                 piece = self._playing[position : position + chunk]
                 position += chunk
                 if position >= self._playing.size:

@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 from pipecat.frames.frames import EndFrame
+from pipecat.observers.base_observer import BaseObserver
 
 from agent.channel import Channel
 from configs.settings import load_settings
-from media.file_transport import FileReplayTransport
+from media.file_transport import FileReplayTransport, PatientTurnAudio, ReplayTimeline
 from media.host import Transport
 from media.synth import synthesize
 from pipeline.observers import TranscriptObserver
@@ -81,26 +82,41 @@ def synthesize_turns(count: int, folder: Path) -> list[Path]:
 async def run_one(name: str, product: Product, wavs: list[Path]) -> dict[str, Any]:
     """Replay ``wavs`` through the product's session (``pipeline``) or the stock one (``baseline``)."""
     turns = load_turns(wavs)
-    transport = FileReplayTransport(turns, input_rate=INPUT_RATE, output_rate=OUTPUT_RATE)
     transcript = TranscriptObserver()
     started = time.monotonic()
+    timeline = await replay_session(name, product, turns, [transcript])
+    result = build_result(name, timeline, transcript.events)
+    return latency_summary(len(turns), result["latency_ms"], started)
+
+
+async def replay_session(
+    name: str,
+    product: Product,
+    turns: list[PatientTurnAudio],
+    observers: list[BaseObserver],
+    *,
+    session_id: str | None = None,
+) -> ReplayTimeline:
+    """Play ``turns`` in real time through one session, ours (``pipeline``) or the stock one
+    (``baseline``), until the patient has finished and been answered; returns what crossed the
+    transport. ``observers`` watch the session's frames (the benchmarks read them afterwards)."""
+    transport = FileReplayTransport(turns, input_rate=INPUT_RATE, output_rate=OUTPUT_RATE)
+    session_id = session_id or (f"bench-{name}" if name == "pipeline" else name)
     if name == "pipeline":
         live = await product.host.start(
             transport,
             kind=Transport.REPLAY,
             channel=Channel.AUDIO,
-            session_id=f"bench-{name}",
+            session_id=session_id,
             output_rate=OUTPUT_RATE,
-            observers=[transcript],
+            observers=observers,
             idle_timeout_s=None,
         )
         worker, finished = live.worker, live.wait()
     else:
-        context = product.host.context(name, Channel.AUDIO)
+        context = product.host.context(session_id, Channel.AUDIO)
         processors = baseline_session(product.settings, product.first_backend, context)
-        worker = make_worker(
-            transport, processors, [transcript], output_rate=OUTPUT_RATE, idle_timeout_s=None
-        )
+        worker = make_worker(transport, processors, observers, output_rate=OUTPUT_RATE, idle_timeout_s=None)
         finished = run_worker(worker)
 
     async def end_when_done() -> None:
@@ -113,8 +129,7 @@ async def run_one(name: str, product: Product, wavs: list[Path]) -> dict[str, An
     ender = asyncio.create_task(end_when_done())
     await finished
     ender.cancel()
-    result = build_result(name, transport.timeline, transcript.events)
-    return latency_summary(len(turns), result["latency_ms"], started)
+    return transport.timeline
 
 
 def latency_summary(turns: int, latencies: list[float], started: float) -> dict[str, Any]:
