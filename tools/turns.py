@@ -268,6 +268,9 @@ def describe(label: str, results: Sequence[TurnOutcome], figs: dict[str, Any]) -
         f"barge-in stop p95 {figs['barge_in_stop_p95_ms']} ms"
         + (f"  ({missed} barge-ins after the agent had finished)" if missed else "")
     )
+    for index, r in enumerate(results):
+        if r.cut_off_s is not None:
+            say(f"    turn {index + 1} ({r.length_s} s) answered {r.cut_off_s} s before its end")
 
 
 async def run_figures(

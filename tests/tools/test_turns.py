@@ -14,6 +14,7 @@ from configs.settings import Settings
 from pipeline.session import INPUT_RATE
 from tools.turn_scripts import (
     INTAKE,
+    INTAKE_PROPORTIONS,
     LENGTH_RANGES_S,
     MAX_PAUSE_S,
     MIN_PAUSE_S,
@@ -83,6 +84,7 @@ def test_the_intake_has_a_real_intakes_lengths_pauses_and_barge_ins() -> None:
     ten = intake(10)
     lengths = [turn.length for turn in ten]
     assert [lengths.count(c) for c in LengthClass] == [2, 6, 2]  # most turns are 3-8 s
+    assert [lengths.count(c) / 10 for c in LengthClass] == [INTAKE_PROPORTIONS[c] for c in LengthClass]
     for turn in INTAKE:
         low, high = LENGTH_RANGES_S[turn.length]
         assert low <= turn.estimated_s() <= high, turn.fragments  # planned as long as its class
