@@ -312,13 +312,10 @@ async def _soak(sessions: int, concurrent: int) -> tuple[SoakReport, list[Patien
 
 
 async def settle_memory() -> None:
-    """Let ended sessions be let go of (their models are freed on a later loop turn), then collect."""
+    """Let ended sessions be let go of (the server collects each one on a later loop turn and
+    gives its free heap back, ``pipeline/heap.py``), then collect the patients' own objects."""
     await asyncio.sleep(2.0)
     gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)  # what the allocator keeps but no longer uses
 
 
 def summarise(report: SoakReport, outcomes: list[PatientOutcome], errors: ErrorCounter) -> None:
