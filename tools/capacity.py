@@ -4,7 +4,8 @@
     python -m tools.capacity --sessions 1 --turns 1 --json   # a quick check
 
 For each level N, N patients at once talk to the product's server over real WebRTC on
-loopback, as the patient page does: Opus audio and VP8 camera video (640x480, ``--camera-fps``),
+loopback, as the patient page does: Opus audio and VP8 camera video (640x480, ``--camera-fps``:
+by default the 2 fps the page sends while no clinician watches),
 each saying a scripted conversation in real time (``--turns`` patient turns of 1-15 s, most 3-8 s,
 as in an intake), waiting for the agent's reply (and its end) between turns. The server runs
 as its own process (``tools/loopback_server.py``, a fresh one per level, admitting N sessions),
@@ -58,6 +59,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from agent.redacted_logs import setup_redacted_logging
 from configs.settings import hub_offline_environment
+from pipeline.camera import FRAMES_NEEDED_FPS
 from tools.bench_paths import PATIENT_LINES, machine
 from tools.webrtc_patient_client import (
     CLIENT_RATE,
@@ -559,7 +561,10 @@ def main(argv: list[str] | None = None) -> int:
         "--turns", type=int, default=4, choices=range(1, len(SCRIPT) + 1), help="turns per patient"
     )
     parser.add_argument(
-        "--camera-fps", type=int, default=30, help="the camera's frame rate (a browser's default)"
+        "--camera-fps",
+        type=int,
+        default=FRAMES_NEEDED_FPS,
+        help="the camera's frame rate: the patient page's while no clinician watches (30 when one does)",
     )
     parser.add_argument("--no-baseline", action="store_true", help="measure ours only")
     parser.add_argument("--json", action="store_true", help="print one JSON object, last line")
