@@ -2,7 +2,11 @@
 
 transport in -> VADProcessor(Silero) -> WhisperSTTService (segmented, same model files)
              -> LLMUserAggregator (default turn strategies: VAD start, Smart Turn v3 stop)
-             -> [turn text] -> the same brain -> Piper -> transport out
+             -> [turn text] -> the same brain -> Piper (its own voice) -> transport out
+
+Every model is the session's own, loaded when the session is built, as pipecat's services do
+by default: Silero, Whisper, Smart Turn (inside the aggregator's default strategy) and the Piper
+voice (``PiperTTSService`` loads the voice file itself; the product shares one per process).
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.services.piper.tts import PiperTTSService
 from pipecat.services.whisper.stt import WhisperSTTService
 from pipecat.utils.time import time_now_iso8601
 
 from agent.backends.base import BrainBackend
 from configs.settings import Settings
-from pipeline.session import SessionContext, agent_processors, whisper_dir
+from pipeline.session import SessionContext, agent_processors, voice_model, whisper_dir
 
 
 class ContextToTurn(FrameProcessor):
@@ -50,4 +55,7 @@ def baseline_session(
     stt = WhisperSTTService(model=str(whisper_dir(settings)), device="cpu")
     user_aggregator = LLMContextAggregatorPair(LLMContext()).user()
     vad = VADProcessor(vad_analyzer=SileroVADAnalyzer())
-    return [vad, stt, user_aggregator, ContextToTurn(), *agent_processors(settings, backend, context)]
+    *thinking, _shared_voice = agent_processors(settings, backend, context)
+    model = voice_model(settings)
+    tts = PiperTTSService(download_dir=model.parent, settings=PiperTTSService.Settings(voice=model.stem))
+    return [vad, stt, user_aggregator, ContextToTurn(), *thinking, tts]
