@@ -7,8 +7,9 @@ Whisper is transcribing before the turn is over, so that little is left to do wh
 * if the patient goes on, that phrase is committed (and shown as an interim caption) and
   the next pass covers only the new phrase;
 * meanwhile the end-of-turn model (Smart Turn v3) listens to the turn so far: if it hears
-  a finished utterance the turn ends after ``complete_stop_s`` of silence, otherwise after
-  ``turn_stop_s`` -- a patient who pauses mid-thought is not cut off.
+  a finished utterance, and the words so far do not stop on an open word ("It's on my",
+  ``pipeline/unfinished_words.py``), the turn ends after ``complete_stop_s`` of silence,
+  otherwise after ``turn_stop_s`` -- a patient who pauses mid-thought is not cut off.
 
 The turn's text is the committed phrases plus the last pass, which has been running since
 the pause began. The processor owns the patient's turn: it announces its start and its
@@ -52,6 +53,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.utils.time import time_now_iso8601
 
 from pipeline.frames import BrainFailedFrame, Heard, UnclearSpeechFrame
+from pipeline.unfinished_words import sounds_unfinished
 
 PATIENT = "patient"
 MIN_UNCLEAR_TURN_S = 1.0  # a turn this long with no words is speech we missed, not a cough
@@ -195,7 +197,7 @@ class IncrementalWhisperSTT(FrameProcessor):
         try:
             if self._end_of_turn is not None:
                 state, _metrics = await self._end_of_turn.analyze_end_of_turn()
-                if state == EndOfTurnState.COMPLETE:
+                if state == EndOfTurnState.COMPLETE and not await self._words_sound_unfinished():
                     wait = self._complete_wait_s
             await asyncio.sleep(max(0.0, paused_at + wait - time.monotonic()))
             text = (await asyncio.shield(self._passes[-1]) if self._passes else "") or ""
@@ -211,6 +213,13 @@ class IncrementalWhisperSTT(FrameProcessor):
             len(self._passes),
         )
         await self._close_turn(text)
+
+    async def _words_sound_unfinished(self) -> bool:
+        """The turn so far stops on an open word ("It's on my", "um"): the pause is not its end.
+        Waits for the pass that began at the pause, which the turn's end awaits anyway."""
+        if not self._passes:
+            return False
+        return sounds_unfinished(await asyncio.shield(self._passes[-1]) or "")
 
     async def _finish_turn_now(self) -> None:
         """The session is ending: the turn in progress is transcribed and closed, not dropped."""

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import numpy as np
+from pipecat.audio.turn.base_turn_analyzer import EndOfTurnState
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     InputAudioRawFrame,
@@ -251,3 +252,45 @@ async def test_a_session_ending_in_a_pause_closes_the_turn_with_the_running_pass
     )
     assert [f.text for f in of_type(down, TranscriptionFrame)] == ["my lips are swelling"]
     assert len(fake.calls) == 1
+
+
+class HearsEveryPauseAsAnEnd:
+    """An end-of-turn model that judges every pause a finished utterance (Smart Turn often does)."""
+
+    def set_sample_rate(self, rate: int) -> None:
+        pass
+
+    def append_audio(self, buffer: bytes, is_speech: bool) -> None:
+        pass
+
+    async def analyze_end_of_turn(self):
+        return EndOfTurnState.COMPLETE, None
+
+    def clear(self) -> None:
+        pass
+
+
+def said_with_a_pause(pause_s: float) -> list:
+    first = [VADUserStartedSpeakingFrame(), *speech(0.6), VADUserStoppedSpeakingFrame()]
+    second = [VADUserStartedSpeakingFrame(), *speech(0.6), VADUserStoppedSpeakingFrame()]
+    return [*first, SleepFrame(sleep=pause_s), *second, SleepFrame(sleep=1.2)]
+
+
+async def test_a_patient_pausing_on_an_open_word_is_not_cut_off() -> None:
+    """ "It's on my ... left forearm": the pause after "my" is not the end of the turn, even
+    when the end-of-turn model hears it as one."""
+    fake = FakeTranscriber(["It's on my.", "left forearm."], delay_s=0.05)
+    stt = IncrementalWhisperSTT(
+        fake, end_of_turn=HearsEveryPauseAsAnEnd(), complete_stop_s=0.35, turn_stop_s=1.0, vad_stop_s=0.2
+    )
+    down, _ = await run_test(stt, frames_to_send=said_with_a_pause(0.6))
+    assert [f.text for f in of_type(down, TranscriptionFrame)] == ["It's on my. left forearm."]
+
+
+async def test_a_finished_sentence_still_ends_the_turn_after_the_short_silence() -> None:
+    fake = FakeTranscriber(["It started two weeks ago.", "It itches."], delay_s=0.05)
+    stt = IncrementalWhisperSTT(
+        fake, end_of_turn=HearsEveryPauseAsAnEnd(), complete_stop_s=0.35, turn_stop_s=1.0, vad_stop_s=0.2
+    )
+    down, _ = await run_test(stt, frames_to_send=said_with_a_pause(0.6))
+    assert [f.text for f in of_type(down, TranscriptionFrame)] == ["It started two weeks ago.", "It itches."]
