@@ -18,6 +18,11 @@ flag. Reported (the issue's targets):
   a first warm round and after the last session ended (target: drift <= 5 %);
   ``per_session_mib``: the peak with ``concurrent`` sessions live, above the idle start, per session.
 
+The server runs in this process with the allocator settings it has in production
+(``MALLOC_ARENA_MAX=2``, as ``scripts/start_server.sh`` and the Dockerfile set it; the command
+runs itself again with them if they are missing), and its memory is measured as it keeps it:
+the soak gives nothing back to the system on its behalf.
+
 Network: loopback only. aioice is told to offer 127.0.0.1 alone (it would offer the machine's
 own addresses), and the loop is bounded: ``sessions`` patients, each with its own deadline.
 """
@@ -31,6 +36,8 @@ import fractions
 import gc
 import json
 import logging
+import os
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -65,6 +72,7 @@ RED_FLAG_EVERY = 5
 FRAME_S = 0.02
 SESSION_DEADLINE_S = 60.0  # one patient, offer to hang-up, at most
 ENDED_DEADLINE_S = 30.0  # the server ends the session after the hang-up within this
+SERVER_ALLOCATOR = {"MALLOC_ARENA_MAX": "2"}  # as scripts/start_server.sh and the Dockerfile set it
 log = logging.getLogger("tools.soak")
 
 
@@ -352,10 +360,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.sessions < 1 or args.concurrent < 1:
         parser.error("--sessions and --concurrent are at least 1")
+    if SERVER_ALLOCATOR.items() - os.environ.items():
+        # glibc reads its settings at process start: run again as the server runs
+        # (scripts/start_server.sh, the Dockerfile), so the memory measured is the server's.
+        command = [sys.executable, "-m", "tools.soak", *(sys.argv[1:] if argv is None else argv)]
+        os.execve(sys.executable, command, {**os.environ, **SERVER_ALLOCATOR})
     setup_redacted_logging("WARNING", "json")
     report = asyncio.run(soak(args.sessions, args.concurrent))
     if args.json:
-        print(json.dumps(asdict(report), indent=2))
+        print(json.dumps(asdict(report)))
     else:
         for key, value in asdict(report).items():
             print(f"{key}: {value}")
