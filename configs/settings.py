@@ -224,9 +224,10 @@ class EscalationSettings(BaseModel):
 class SessionSettings(BaseModel):
     """Admission: how many patient sessions run at once, and how often one address may ask."""
 
-    # Browser and phone sessions together, counting offers still being set up. About three real
-    # sessions fill two cores; the capacity issue measures it for other machines.
-    max_concurrent: int = Field(default=3, ge=1)
+    # Browser and phone sessions together, counting offers still being set up. Measured on two
+    # cores (`python -m tools capacity`, 2026-12-02): two patients at once were answered with a
+    # voice-to-voice p95 of 1.8 s, under the 2 s service level; four, 4.0 s. Measure other machines.
+    max_concurrent: int = Field(default=2, ge=1)
     busy_retry_after_s: int = Field(default=30, ge=1)  # the Retry-After of "all lines are busy"
     # A browser whose connection (ICE) is not up this long after its offer frees its line.
     connect_deadline_s: float = 20.0

@@ -329,7 +329,7 @@ def test_development_runs_without_a_monitoring_token_and_caps_sessions_at_three(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     s = load_settings()
-    assert s.monitoring_token is None and s.sessions.max_concurrent == 3
+    assert s.monitoring_token is None and s.sessions.max_concurrent == 2
     monkeypatch.setenv("SESSIONS__MAX_CONCURRENT", "5")
     assert load_settings().sessions.max_concurrent == 5
     monkeypatch.setenv("SESSIONS__MAX_CONCURRENT", "0")
