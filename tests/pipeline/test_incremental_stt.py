@@ -260,7 +260,7 @@ class HearsEveryPauseAsAnEnd:
     def set_sample_rate(self, rate: int) -> None:
         pass
 
-    def append_audio(self, buffer: bytes, is_speech: bool) -> None:
+    def append_audio(self, buffer: bytes, _is_speech: bool) -> None:
         pass
 
     async def analyze_end_of_turn(self):
