@@ -24,6 +24,8 @@ import ctypes
 import gc
 import logging
 import time
+from collections.abc import Callable
+from functools import lru_cache
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,14 @@ def _collect() -> None:
 def release_free_heap() -> bool:
     """Give the heap's free pages back to the operating system; False where libc has no
     ``malloc_trim`` (not glibc), which only means the memory stays reserved for reuse."""
+    trim = _malloc_trim()
+    return trim is not None and bool(trim(0))
+
+
+@lru_cache(maxsize=1)
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, looked up once per process (None where there is none)."""
     try:
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+        return ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):
-        return False
+        return None

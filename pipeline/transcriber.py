@@ -123,7 +123,7 @@ class Transcriber:
         groups: dict[int, list[int]] = {}
         for index, prefix in enumerate(prefixes):
             groups.setdefault(len(prefix), []).append(index)
-        heard: list[Heard | None] = [None] * len(passes)
+        heard: dict[int, Heard] = {}
         for indices in groups.values():
             batch_limit = max(limits[i] for i in indices)
             results = self._generate(
@@ -135,7 +135,7 @@ class Transcriber:
                     # It ran to its own limit (a runaway decode): decoded again alone, for its own score.
                     result = self._generate([encoded[i]], [prefixes[i]], limits[i])[0]
                 heard[i] = self._heard(result)
-        return [h for h in heard if h is not None]
+        return [heard[i] for i in range(len(passes))]  # every pass's own result, in its caller's place
 
     def _encode(self, audio: np.ndarray, window_s: int) -> np.ndarray:
         frames = window_s * FRAMES_PER_SECOND
