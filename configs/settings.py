@@ -264,6 +264,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
     # Bearer token for GET /health/details and GET /metrics; required in production.
     monitoring_token: SecretStr | None = None
+    # Shared state for running several replicas (web/shared): redis://, rediss:// or unix://.
+    # Unset, everything shared lives in this process's memory (one replica, no Redis to run).
+    redis_url: str | None = None
 
     models_dir: Path = Path("models")
     scin_dir: Path = Path("data/raw/scin")
@@ -288,6 +291,19 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
         return level
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_is_redis(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # REDIS_URL= (empty) means unset
+        scheme = urlsplit(value.strip()).scheme.lower()
+        if scheme not in ("redis", "rediss", "unix"):
+            # The URL may carry a password: name its scheme, never the URL.
+            raise ValueError(
+                f"REDIS_URL must start with redis://, rediss:// or unix://, not {scheme or 'no'}://"
+            )
+        return value.strip()
 
     @model_validator(mode="after")
     def _production_is_strict(self) -> Settings:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up everything the tests need (Python packages, Debian's chromium and sipp, the models) and run the
-# whole suite. CI (.ci/run) calls exactly this. Extra arguments go to pytest.
+# Set up everything the tests need (Python packages, Debian's chromium, sipp and redis-server, the
+# models) and run the whole suite. CI (.ci/run) calls exactly this. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '\033[1m[test]\033[0m %s\n' "$*"; }
@@ -13,13 +13,14 @@ command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)  # the shared store's Redis half
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    say "installing Debian packages for the browser and phone tests: ${need[*]}"
+    say "installing Debian packages for the browser, phone and shared-state tests: ${need[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   else
-    say "missing ${need[*]}: install them (sudo apt-get install ${need[*]}) for the browser and phone tests" >&2
+    say "missing ${need[*]}: install them (sudo apt-get install ${need[*]}) for the browser, phone and shared-state tests" >&2
     exit 1
   fi
 fi
