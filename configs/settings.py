@@ -112,8 +112,14 @@ class VoiceSettings(BaseModel):
     # turns cut into (4 of 8 to 2 of 8) at the same latency (docs/architecture.md).
     complete_stop_s: float = 0.5
     turn_stop_s: float = 1.2
+    # Preemptive generation: this long before the silence would end the turn (or at once, when the
+    # end-of-turn model hears a finished utterance and the words are in), the turn so far is
+    # answered unheard, and the reply plays the moment the silence confirms the end; the patient
+    # going on drops it (docs/architecture.md, "Answering before the silence is over").
+    preemptive_generation: bool = True
+    preempt_lead_s: float = 0.5
 
-    @field_validator("complete_stop_s", "turn_stop_s")
+    @field_validator("complete_stop_s", "turn_stop_s", "preempt_lead_s")
     @classmethod
     def _silence_is_bounded(cls, value: float, info: ValidationInfo) -> float:
         return _duration(f"VOICE__{info.field_name.upper()}", value, 10.0)

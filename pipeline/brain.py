@@ -10,15 +10,23 @@ processor turns that into an escalation, so the agent never falls silent. There 
 the first words must come within ``first_text_timeout_s``, and the whole reply within
 ``REPLY_DEADLINE_FACTOR`` times that, so a backend that trickles a word now and then cannot
 keep the patient waiting for ever.
+
+Preemptive generation: a ``PreemptiveTurnFrame`` (the turn so far, while the end of turn is
+undecided) is answered like a final turn, with the draft's provisional state, but only tentatively:
+when its ``PreemptiveTurnSettledFrame`` keeps it, the final ``TranscriptionFrame`` of the same words
+that follows is not answered again; when the draft is dropped (or an interruption cuts it), the
+history goes back to what it was before it, so the turn is answered whole once it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from pipecat.frames.frames import (
     Frame,
+    InterruptionFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     LLMTextFrame,
@@ -37,6 +45,8 @@ from pipeline.frames import (
     ClinicalStateFrame,
     EscalationFrame,
     EscalationResolvedFrame,
+    PreemptiveTurnFrame,
+    PreemptiveTurnSettledFrame,
     SimilarCasesFrame,
 )
 
@@ -58,6 +68,8 @@ class BrainProcessor(FrameProcessor):
         self._similar: list[RetrievedCase] = []
         self._escalated = False
         self._asked_instead = False  # this turn was answered with a question of triage's own
+        self._draft: _Draft | None = None  # a draft turn answered, not yet settled
+        self._kept_drafts: set[int] = set()  # settled as kept before their draft came by
 
     @property
     def assessment(self) -> Assessment | None:
@@ -76,6 +88,10 @@ class BrainProcessor(FrameProcessor):
         if isinstance(frame, EscalationResolvedFrame):
             self._escalated = False
             return
+        if isinstance(frame, PreemptiveTurnSettledFrame):
+            self._on_draft_settled(frame)
+        elif isinstance(frame, InterruptionFrame) and self._draft is not None and not self._draft.kept:
+            self._forget_draft()  # its reply was cut: the turn is answered whole when it ends
         if isinstance(frame, AgentUtteranceFrame) and direction == FrameDirection.UPSTREAM:
             self._history.append(Utterance("agent", frame.text))
             return
@@ -90,6 +106,16 @@ class BrainProcessor(FrameProcessor):
             # Unsure what the patient said: ask before answering (agent/clarify.py).
             await self._speak_text(frame.ask.text)
             self._asked_instead = bool(frame.text)  # a transcription of this turn follows
+        elif isinstance(frame, PreemptiveTurnFrame):
+            if not self._escalated and frame.state is not None and frame.state.ask is None:
+                kept = frame.draft_id in self._kept_drafts
+                self._kept_drafts.discard(frame.draft_id)
+                self._draft = _Draft(frame.draft_id, frame.text, len(self._history), kept)
+                await self._answer(frame.text, state=frame.state)
+        elif (
+            isinstance(frame, TranscriptionFrame) and frame.finalized and self._answered_as_draft(frame.text)
+        ):
+            self._draft = None  # answered already: its words and reply are in the history
         elif isinstance(frame, TranscriptionFrame) and frame.finalized and not self._escalated:
             if self._asked_instead:
                 self._asked_instead = False
@@ -102,14 +128,36 @@ class BrainProcessor(FrameProcessor):
         await self.push_frame(LLMTextFrame(text))
         await self.push_frame(LLMFullResponseEndFrame())
 
-    async def _answer(self, patient_text: str) -> None:
+    def _on_draft_settled(self, settled: PreemptiveTurnSettledFrame) -> None:
+        draft = self._draft
+        if draft is None or draft.draft_id != settled.draft_id:
+            if settled.kept:  # it overtook its draft (a system frame), which is still on its way
+                self._kept_drafts = {settled.draft_id}
+            return
+        if settled.kept:
+            draft.kept = True
+        else:
+            self._forget_draft()
+
+    def _answered_as_draft(self, text: str) -> bool:
+        """This final turn's words were answered as a draft that was kept."""
+        return self._draft is not None and self._draft.kept and self._draft.text == text
+
+    def _forget_draft(self) -> None:
+        """A dropped draft leaves no trace in the history (the turn's state was never committed)."""
+        draft, self._draft = self._draft, None
+        if draft is not None:
+            del self._history[draft.history_len :]
+
+    async def _answer(self, patient_text: str, state: ClinicalStateFrame | None = None) -> None:
+        state = state or self._state
         request = BrainRequest(
             patient_text=patient_text,
             history=list(self._history),
             images=[self._latest_image] if self._latest_image else [],
             similar_cases=list(self._similar),
-            facts=self._state.facts if self._state else None,
-            assessment=self.assessment,
+            facts=state.facts if state else None,
+            assessment=state.assessment if state else None,
             channel=self._channel,
         )
         self._history.append(Utterance("patient", patient_text))
@@ -142,3 +190,13 @@ class BrainProcessor(FrameProcessor):
         await self.push_frame(LLMFullResponseEndFrame())
         if failure:
             await self.push_frame(BrainFailedFrame(reason=failure))
+
+
+@dataclass
+class _Draft:
+    """A draft turn the brain answered: how far to undo the history if it is dropped."""
+
+    draft_id: int
+    text: str
+    history_len: int  # the history before the draft's patient words
+    kept: bool = False

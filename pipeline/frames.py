@@ -51,6 +51,39 @@ class ClinicalStateFrame(DataFrame):
 
 
 @dataclass
+class PreemptiveTurnFrame(DataFrame):
+    """The patient's turn as it stands in a silence that may be its end: answer it, unheard.
+
+    Preemptive generation: the speech-to-text pushes it while the end of turn is still undecided
+    (``pipeline/incremental_stt.py``). Triage assesses it on a provisional copy of the facts (so
+    safety reads these words before anything is said) and attaches that state; the brain starts
+    its reply and the voice synthesises the first sentence; the reply gate
+    (``pipeline/reply_gate.py``) holds the audio. A ``PreemptiveTurnSettledFrame`` with the same
+    ``draft_id`` then keeps the reply (the turn ended with these words) or drops it (the patient
+    went on). Nothing about the draft is committed until it is kept.
+    """
+
+    text: str = ""
+    heard: Heard | None = None
+    draft_id: int = 0
+    state: ClinicalStateFrame | None = None  # triage's provisional state of these words
+
+
+@dataclass
+class PreemptiveTurnSettledFrame(SystemFrame):
+    """The draft turn ``draft_id`` is settled: ``kept`` (the turn ended with the same words; its
+    reply plays and is committed) or not (the patient went on; the reply is dropped unheard).
+
+    A system frame, so the held reply is released the moment the end of turn is confirmed, not
+    after a long reply still streaming ahead of it. It may therefore overtake its draft: every
+    processor matches the two by ``draft_id``.
+    """
+
+    draft_id: int = 0
+    kept: bool = False
+
+
+@dataclass
 class UnclearSpeechFrame(DataFrame):
     """The patient spoke a turn, but nothing could be made of it (no words Whisper would stand by)."""
 

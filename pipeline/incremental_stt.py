@@ -9,7 +9,14 @@ Whisper is transcribing before the turn is over, so that little is left to do wh
 * meanwhile the end-of-turn model (Smart Turn v3) listens to the turn so far: if it hears
   a finished utterance, and the words so far do not stop on an open word ("It's on my",
   ``pipeline/unfinished_words.py``), the turn ends after ``complete_stop_s`` of silence,
-  otherwise after ``turn_stop_s`` -- a patient who pauses mid-thought is not cut off.
+  otherwise after ``turn_stop_s`` -- a patient who pauses mid-thought is not cut off;
+* and, before that silence is over, the turn so far goes ahead as a draft (preemptive
+  generation): ``preempt_lead_s`` before the silence would end it (at once when the pause's pass
+  is done, if that is later), a ``PreemptiveTurnFrame`` with the words so far lets the brain
+  write and the voice synthesise the reply while the patient may still go on. When the silence
+  ends the turn with the same words, a ``PreemptiveTurnSettledFrame`` keeps it and the held
+  audio plays at once; when the patient speaks again first, the draft is dropped unheard (an
+  interruption cancels it, and it is settled as not kept) and the turn goes on.
 
 The turn's text is the committed phrases plus the last pass, which has been running since
 the pause began. The processor owns the patient's turn: it announces its start and its
@@ -52,7 +59,13 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.utils.time import time_now_iso8601
 
-from pipeline.frames import BrainFailedFrame, Heard, UnclearSpeechFrame
+from pipeline.frames import (
+    BrainFailedFrame,
+    Heard,
+    PreemptiveTurnFrame,
+    PreemptiveTurnSettledFrame,
+    UnclearSpeechFrame,
+)
 from pipeline.unfinished_words import sounds_unfinished
 
 PATIENT = "patient"
@@ -80,6 +93,7 @@ class IncrementalWhisperSTT(FrameProcessor):
         pre_roll_s: float = 0.5,
         min_speech_s: float = 0.25,
         max_phrase_s: float = 25.0,
+        preempt_lead_s: float | None = None,
     ) -> None:
         super().__init__()
         self._transcriber = transcriber
@@ -89,6 +103,8 @@ class IncrementalWhisperSTT(FrameProcessor):
             end_of_turn.set_sample_rate(self._rate)
         self._unsure_wait_s = max(0.0, turn_stop_s - vad_stop_s)
         self._complete_wait_s = max(0.0, complete_stop_s - vad_stop_s)
+        self._preempt_lead_s = preempt_lead_s  # None: no drafts, the turn goes when it ends
+        self._drafts = 0  # draft ids, per session
         self._pre_roll: deque[bytes] = deque(maxlen=max(1, int(pre_roll_s / 0.02)))
         self._min_speech_bytes = 2 * int(min_speech_s * self._rate)
         self._max_phrase_bytes = 2 * int(max_phrase_s * self._rate)
@@ -105,6 +121,7 @@ class IncrementalWhisperSTT(FrameProcessor):
         self._turn_timer: asyncio.Task | None = None
         self._recognition_failure = ""
         self._scores: list[Heard] = []  # each pass's own scores
+        self._draft: PreemptiveTurnFrame | None = None  # the turn so far, gone ahead unheard
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -141,6 +158,7 @@ class IncrementalWhisperSTT(FrameProcessor):
         if self._turn_timer is not None:  # the patient went on after a short pause
             await self.cancel_task(self._turn_timer)
             self._turn_timer = None
+            await self._drop_draft()
             await self._push_interim()
             return
         if self._in_turn:
@@ -199,6 +217,9 @@ class IncrementalWhisperSTT(FrameProcessor):
                 state, _metrics = await self._end_of_turn.analyze_end_of_turn()
                 if state == EndOfTurnState.COMPLETE and not await self._words_sound_unfinished():
                     wait = self._complete_wait_s
+            if self._preempt_lead_s is not None:
+                await asyncio.sleep(max(0.0, paused_at + wait - self._preempt_lead_s - time.monotonic()))
+                await self._send_draft()
             await asyncio.sleep(max(0.0, paused_at + wait - time.monotonic()))
             text = (await asyncio.shield(self._passes[-1]) if self._passes else "") or ""
         except asyncio.CancelledError:
@@ -213,6 +234,25 @@ class IncrementalWhisperSTT(FrameProcessor):
             len(self._passes),
         )
         await self._close_turn(text)
+
+    async def _send_draft(self) -> None:
+        """The turn so far goes ahead unheard (preemptive generation), once its words are in."""
+        text = (await asyncio.shield(self._passes[-1]) if self._passes else "") or ""
+        if not text or self._recognition_failure:
+            return  # nothing to answer yet, or a failure the turn's end must report
+        self._drafts += 1
+        self._draft = PreemptiveTurnFrame(
+            text=text, heard=_turn_scores(text, self._scores), draft_id=self._drafts
+        )
+        await self.push_frame(self._draft)
+
+    async def _drop_draft(self) -> None:
+        """The patient went on: the reply to the draft is cut (an interruption) and settled unheard."""
+        draft, self._draft = self._draft, None
+        if draft is None:
+            return
+        await self.broadcast_interruption()
+        await self.push_frame(PreemptiveTurnSettledFrame(draft_id=draft.draft_id, kept=False))
 
     async def _words_sound_unfinished(self) -> bool:
         """The turn so far stops on an open word ("It's on my", "um"): the pause is not its end.
@@ -241,6 +281,10 @@ class IncrementalWhisperSTT(FrameProcessor):
         """The turn's final transcription (or what stands for it), then the end of the turn."""
         failure = self._recognition_failure
         scores, spoken_s = list(self._scores), len(self._audio) / 2 / self._rate
+        if self._draft is not None and (self._draft.text != text or failure):
+            await self._drop_draft()  # the turn ended on other words than its draft's
+        elif self._draft is not None:  # the turn ended as drafted: its reply plays now
+            await self.push_frame(PreemptiveTurnSettledFrame(draft_id=self._draft.draft_id, kept=True))
         self._reset_turn()
         if self._end_of_turn is not None:
             self._end_of_turn.clear()
@@ -261,6 +305,7 @@ class IncrementalWhisperSTT(FrameProcessor):
         await self.broadcast_frame(UserStoppedSpeakingFrame)
 
     async def _abandon_turn(self) -> None:
+        """The session is cancelled: the turn, and any draft of it, go with it."""
         if self._turn_timer is not None:
             await self.cancel_task(self._turn_timer)
         for task in self._passes:

@@ -54,7 +54,9 @@ REPLIES_DROPPED_TOTAL = Counter(
     "replies_dropped",
     "Agent replies dropped unheard because the patient went on: the patient's turn ended, a reply"
     " began (LLMFullResponseStartFrame), and a new patient turn (UserStartedSpeakingFrame) came"
-    " before the agent's audio started (BotStartedSpeakingFrame). Not counted while escalated.",
+    " before the agent's audio started (BotStartedSpeakingFrame); and replies to a draft turn"
+    " (preemptive generation) dropped because the patient went on (PreemptiveTurnSettledFrame, not"
+    " kept). Not counted while escalated.",
 )
 BARGE_IN_STOP_SECONDS = Histogram(
     "barge_in_stop_seconds",

@@ -2,7 +2,11 @@
 
     transport in -> Silero VAD -> incremental Whisper -> camera sampler -> triage
                  -> [retrieval] -> case evidence -> brain -> [second opinion]
-                 -> escalation -> clinician presence -> spoken guard -> Piper TTS -> transport out
+                 -> escalation -> clinician presence -> spoken guard -> Piper TTS -> reply gate
+                 -> transport out
+
+The reply gate holds the voice of a reply made before the patient's turn was known to be over
+(preemptive generation, ``pipeline/reply_gate.py``) until the silence confirms it.
 
 Every processor's errors escalate the session (``pipeline/fail_safe.py``), and the voice plays the
 safety lines' audio kept at start-up when Piper fails on one (``pipeline/safety_audio.py``).
@@ -42,6 +46,7 @@ from pipeline.case_evidence import CaseEvidenceProcessor
 from pipeline.fail_safe import guard
 from pipeline.heap import freeze_startup_heap
 from pipeline.incremental_stt import IncrementalWhisperSTT
+from pipeline.reply_gate import ReplyGate
 from pipeline.safety import safety_processors
 from pipeline.safety_audio import SafePiperTTSService, kept_safety_audio, prepare_safety_audio
 from pipeline.second_opinion import SecondOpinionProcessor
@@ -161,7 +166,7 @@ def agent_processors(
     settings: Settings, backend: BrainBackend, context: SessionContext
 ) -> list[FrameProcessor]:
     """Everything after speech has become text: the text session, then the voice (fail-safe)."""
-    return guard([*_text_chain(settings, backend, context), make_tts(settings)])
+    return guard([*_text_chain(settings, backend, context), make_tts(settings), ReplyGate()])
 
 
 def shared_transcriber_for(settings: Settings) -> Transcriber:
@@ -181,6 +186,7 @@ def listening_processors(settings: Settings) -> list[FrameProcessor]:
         turn_stop_s=settings.voice.turn_stop_s,
         complete_stop_s=settings.voice.complete_stop_s,
         vad_stop_s=VAD_STOP_S,
+        preempt_lead_s=settings.voice.preempt_lead_s if settings.voice.preemptive_generation else None,
     )
     return [make_vad(), stt]
 
@@ -192,7 +198,7 @@ def patient_session(
     from the VAD to the voice, escalates the session (``pipeline/fail_safe.py``)."""
     camera: list[FrameProcessor] = [CameraSampler()] if context.channel == Channel.VIDEO else []
     thinking = _text_chain(settings, backend, context)
-    return guard([*listening_processors(settings), *camera, *thinking, make_tts(settings)])
+    return guard([*listening_processors(settings), *camera, *thinking, make_tts(settings), ReplyGate()])
 
 
 def warm_up(settings: Settings) -> None:

@@ -13,14 +13,18 @@ agent says bypasses it:
   transcripts, upstream for the brain's history and the escalation record.
 
 An interruption (a barge-in, an escalation) drops the reply it cuts short: what was not said is
-not reported as said.
+not reported as said. A reply to a draft turn (``PreemptiveTurnFrame``, preemptive generation) is
+guarded like any other, but reported only once its ``PreemptiveTurnSettledFrame`` keeps it; a
+dropped draft's reply is never reported, and the disclaimer it carried is still due.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import time
+from dataclasses import dataclass
 
 from pipecat.frames.frames import (
     Frame,
@@ -33,7 +37,12 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from agent.disclaimer import DisclaimerPolicy
 from agent.language_guard import guard
-from pipeline.frames import AgentLineFrame, AgentUtteranceFrame
+from pipeline.frames import (
+    AgentLineFrame,
+    AgentUtteranceFrame,
+    PreemptiveTurnFrame,
+    PreemptiveTurnSettledFrame,
+)
 
 log = logging.getLogger(__name__)
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -46,9 +55,20 @@ class SpokenGuardProcessor(FrameProcessor):
         self._pending = ""  # the brain's words not yet a whole sentence
         self._reply: list[str] = []  # the sentences of the reply so far, as guarded
         self._reply_started = 0.0
+        self._draft: _DraftReply | None = None  # the reply to a draft turn, until it is settled
+        self._kept_drafts: set[int] = set()  # settled as kept before their draft came by
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
+        if isinstance(frame, PreemptiveTurnSettledFrame):
+            await self.push_frame(frame, direction)
+            await self._on_draft_settled(frame)
+            return
+        if isinstance(frame, PreemptiveTurnFrame) and direction == FrameDirection.DOWNSTREAM:
+            kept = frame.draft_id in self._kept_drafts
+            self._kept_drafts.discard(frame.draft_id)
+            if not kept:
+                self._draft = _DraftReply(frame.draft_id, copy.deepcopy(self._disclaimers))
         if direction != FrameDirection.DOWNSTREAM:
             await self.push_frame(frame, direction)
         elif isinstance(frame, LLMFullResponseStartFrame):
@@ -64,6 +84,7 @@ class SpokenGuardProcessor(FrameProcessor):
         else:
             if isinstance(frame, InterruptionFrame):
                 self._pending, self._reply = "", []
+                self._drop_draft()
             await self.push_frame(frame, direction)
 
     async def _on_brain_text(self, text: str) -> None:
@@ -91,7 +112,29 @@ class SpokenGuardProcessor(FrameProcessor):
         if disclaimer:
             await self.push_frame(LLMTextFrame(disclaimer))
             text = f"{text} {disclaimer}".strip()
+        if self._draft is not None and self._draft.report is None:
+            self._draft.report = (text, self._reply_started)  # said only if the draft is kept
+            return
         await self._report(text, self._reply_started)
+
+    async def _on_draft_settled(self, settled: PreemptiveTurnSettledFrame) -> None:
+        draft = self._draft
+        if draft is None or draft.draft_id != settled.draft_id:
+            if settled.kept:  # it overtook its draft (a system frame), which is still on its way
+                self._kept_drafts = {settled.draft_id}
+            return
+        if not settled.kept:
+            self._drop_draft()
+            return
+        self._draft = None
+        if draft.report is not None:
+            await self._report(*draft.report)
+
+    def _drop_draft(self) -> None:
+        """The draft's reply was not heard: not reported, and its disclaimer still due."""
+        if self._draft is not None:
+            self._disclaimers = self._draft.disclaimers_before
+            self._draft = None
 
     async def _say_line(self, text: str) -> None:
         """A line of the safety layer's own, as one agent turn: said as written."""
@@ -108,3 +151,12 @@ class SpokenGuardProcessor(FrameProcessor):
             disclaimer=self._disclaimers.carries_disclaimer(text),
             started_at=started_at,
         )
+
+
+@dataclass
+class _DraftReply:
+    """The reply to a draft turn, held until the draft is settled."""
+
+    draft_id: int
+    disclaimers_before: DisclaimerPolicy  # the disclaimer policy as it was before the reply
+    report: tuple[str, float] | None = None  # the finished reply's words and start, not yet reported

@@ -1,7 +1,10 @@
 """The triage processor: the patient's words in, the conversation state and the safety verdict out.
 
 It owns the session's ``ClinicalFacts``. Each interim phrase is assessed on a provisional copy
-(so a red flag is seen while the patient is still talking); each final turn is committed.
+(so a red flag is seen while the patient is still talking); each final turn is committed. A draft
+of the turn (``PreemptiveTurnFrame``, preemptive generation) is assessed like a phrase, on a
+provisional copy, and carries that state on to the brain; a draft triage would not answer
+straight away (it would ask what the patient meant first) is not passed on.
 Either way a ``ClinicalStateFrame`` goes downstream *before* the transcription it came from, so
 the brain words its reply with the state, and the escalation processor can escalate on it. Its
 assessment is the turn's only one: similar-case evidence may raise it on the way
@@ -31,7 +34,7 @@ from agent.facts import ClinicalFacts, Presence, extract_facts
 from agent.hearing import as_keywords
 from agent.policy import Assessment, Policy, Reason, default_policy
 from agent.semantic_flags import PrototypeMatch, SemanticRedFlags
-from pipeline.frames import ClinicalStateFrame, Heard, UnclearSpeechFrame
+from pipeline.frames import ClinicalStateFrame, Heard, PreemptiveTurnFrame, UnclearSpeechFrame
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,22 @@ class TriageProcessor(FrameProcessor):
             facts = extract_facts(frame.text, into=self._facts.copy())
             heard = self._read(frame.text, into=self._heard.copy())
             await self._push_state(facts, heard, frame.text, final=False)
+        elif isinstance(frame, PreemptiveTurnFrame):
+            await self._on_draft(frame)
+            return
         await self.push_frame(frame, direction)
+
+    async def _on_draft(self, draft: PreemptiveTurnFrame) -> None:
+        """The turn so far, assessed like a phrase (nothing committed); passed on with its state
+        unless the agent would first ask what the patient meant, or hear a yes to a clinician."""
+        facts = extract_facts(draft.text, into=self._facts.copy())
+        heard = self._read(draft.text, into=self._heard.copy())
+        state = await self._push_state(facts, heard, draft.text, final=False)
+        unsure = draft.heard is not None and draft.heard.avg_logprob < UNSURE_AVG_LOGPROB
+        if unsure or self._understanding.offered_clinician or self._understanding.unclear_in_a_row:
+            return
+        draft.state = state
+        await self.push_frame(draft)
 
     async def _on_turn(self, text: str, heard: Heard | None) -> None:
         extract_facts(text, into=self._facts)
@@ -121,10 +139,12 @@ class TriageProcessor(FrameProcessor):
 
     async def _push_state(
         self, facts: ClinicalFacts, heard: ClinicalFacts, text: str, *, final: bool
-    ) -> None:
+    ) -> ClinicalStateFrame:
         assessment = self.assess(heard, text)
         log.debug("triage: level=%s final=%s", assessment.level.value, final)
-        await self.push_frame(ClinicalStateFrame(facts=facts, assessment=assessment, final=final, text=text))
+        state = ClinicalStateFrame(facts=facts, assessment=assessment, final=final, text=text)
+        await self.push_frame(state)
+        return state
 
 
 def _by_meaning(match: PrototypeMatch, rules_said: Assessment) -> Assessment:

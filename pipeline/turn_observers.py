@@ -38,7 +38,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 
-from pipeline.frames import EscalationFrame, EscalationResolvedFrame
+from pipeline.frames import EscalationFrame, EscalationResolvedFrame, PreemptiveTurnSettledFrame
 from pipeline.metrics import (
     BARGE_IN_STOP_SECONDS,
     REPLIES_DROPPED_TOTAL,
@@ -88,9 +88,11 @@ class DroppedReplyObserver(_FrameObserver):
     """Counts replies the patient never heard because they went on (``replies_dropped_total``).
 
     The speech-to-text interrupts when a turn starts while an answer may be on its way: a turn
-    that ended at a mid-sentence pause got an answer, and the patient's next words drop it. While
-    escalated the brain does not answer (what the agent says then are the safety layer's lines,
-    not replies to the turn): nothing counts.
+    that ended at a mid-sentence pause got an answer, and the patient's next words drop it. A
+    draft turn's reply (preemptive generation) that the patient's next words drop is counted as
+    well: its ``PreemptiveTurnSettledFrame`` says ``kept=False``. While escalated the brain does
+    not answer (what the agent says then are the safety layer's lines, not replies to the turn):
+    nothing counts.
     """
 
     watched = (
@@ -100,6 +102,7 @@ class DroppedReplyObserver(_FrameObserver):
         UserStartedSpeakingFrame,
         EscalationFrame,
         EscalationResolvedFrame,
+        PreemptiveTurnSettledFrame,
     )
 
     def __init__(self) -> None:
@@ -118,13 +121,19 @@ class DroppedReplyObserver(_FrameObserver):
             self._reply_unheard = False
         elif isinstance(frame, UserStartedSpeakingFrame):
             if self._reply_unheard and not self._escalated:
-                self.dropped += 1
-                REPLIES_DROPPED_TOTAL.inc()
+                self._count_dropped()
             self._turn_over = self._reply_unheard = False
+        elif isinstance(frame, PreemptiveTurnSettledFrame):
+            if not frame.kept and not self._escalated:
+                self._count_dropped()
         elif isinstance(frame, EscalationFrame):
             self._escalated, self._reply_unheard = True, False
         elif isinstance(frame, EscalationResolvedFrame):
             self._escalated = False
+
+    def _count_dropped(self) -> None:
+        self.dropped += 1
+        REPLIES_DROPPED_TOTAL.inc()
 
 
 class BargeInObserver(_FrameObserver):

@@ -55,7 +55,7 @@ def baseline_session(
     stt = WhisperSTTService(model=str(whisper_dir(settings)), device="cpu")
     user_aggregator = LLMContextAggregatorPair(LLMContext()).user()
     vad = VADProcessor(vad_analyzer=SileroVADAnalyzer())
-    *thinking, _shared_voice = agent_processors(settings, backend, context)
+    *thinking, _shared_voice, _reply_gate = agent_processors(settings, backend, context)  # no drafts here
     model = voice_model(settings)
     tts = PiperTTSService(download_dir=model.parent, settings=PiperTTSService.Settings(voice=model.stem))
     return [vad, stt, user_aggregator, ContextToTurn(), *thinking, tts]

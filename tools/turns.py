@@ -19,7 +19,10 @@ Figures, per run:
   frames: the turn declared over (``UserStoppedSpeakingFrame``; the baseline's ``LLMContextFrame``),
   the brain starting (``LLMFullResponseStartFrame``), the voice starting (``TTSStartedFrame``,
   ``BotStartedSpeakingFrame``), whichever comes first after the session heard the turn begin
-  (``UserStartedSpeakingFrame``) and before the turn's true end.
+  (``UserStartedSpeakingFrame``) and before the turn's true end. A reply to a draft turn
+  (preemptive generation: written and synthesised unheard while the end of turn is undecided)
+  counts from its start if the draft is kept; a draft the patient's next words drop was never a
+  reply the patient could hear or that the agent committed to, and counts as a dropped draft.
 * ``p50_ms`` / ``p95_ms``: voice-to-voice latency at true turn ends: the end of the patient's
   speech to the agent's first audio at the transport (as ``tools.bench`` measures it).
 * ``barge_in_stop_p95_ms``: for turns said over the agent, the patient's speech onset to the end
@@ -57,6 +60,7 @@ from pipecat.observers.base_observer import BaseObserver, FramePushed
 from agent.redacted_logs import setup_redacted_logging
 from configs.settings import Settings, hub_offline_environment, load_settings
 from media.file_transport import ReplayTimeline
+from pipeline.frames import PreemptiveTurnFrame, PreemptiveTurnSettledFrame
 from pipeline.session import INPUT_RATE
 from tools.bench_paths import bench_setup, latency_summary, machine, replay_session
 from tools.turn_scripts import ScriptedTurn, TurnScript, intake, length_class, synthesize_turn
@@ -70,7 +74,9 @@ from web.product import Product, build_product
 # agent's greeting and replies are played in full); quicker settings (0.2 / 0.8 s) cut off as many
 # turns as 0.35 / 1.0 did before the words were read. Three points and eight turns: four sessions
 # with the baseline's, about ten minutes.
-SWEEP: tuple[tuple[float, float], ...] = ((0.35, 1.0), (0.5, 1.2), (0.5, 1.5))
+# Each point also says whether the turn is answered preemptively (a draft while the silence lasts);
+# the defaults without it show what preemptive generation gains, side by side.
+SWEEP: tuple[tuple[float, float, bool], ...] = ((0.35, 1.0, True), (0.5, 1.2, False), (0.5, 1.5, True))
 TARGETS = {"false_cutoff_rate_max": 0.05, "p95_ms_max": 800, "barge_in_stop_p95_ms_max": 250}
 DEFAULT_TURNS = 8  # 2 short, 5 medium, 1 long; --turns 10 for the intake's 2 / 6 / 2
 TALKING_BEFORE_ONSET_S = 0.25  # agent audio this close before the patient's onset: it was speaking
@@ -118,8 +124,18 @@ class TurnSignalObserver(BaseObserver):
         self._recent: deque[int] = deque(maxlen=64)  # one copy of each broadcast pair
         self._pushed: list[tuple[SignalKind, int]] = []
         self._origin_ns: int | None = None  # the pipeline clock's zero, on time.monotonic_ns()
+        self._draft_signals: list[tuple[SignalKind, int]] | None = None  # of a draft not yet settled
+        self.drafts_dropped = 0
 
     async def on_push_frame(self, data: FramePushed) -> None:
+        if isinstance(data.frame, PreemptiveTurnFrame) and data.frame.id not in self._recent:
+            self._recent.append(data.frame.id)
+            self._draft_signals = []
+            return
+        if isinstance(data.frame, PreemptiveTurnSettledFrame) and data.frame.id not in self._recent:
+            self._recent.append(data.frame.id)
+            self._settle_draft(kept=data.frame.kept)
+            return
         kind = WATCHED.get(type(data.frame))
         if kind is None:
             return
@@ -129,7 +145,18 @@ class TurnSignalObserver(BaseObserver):
         self._recent.append(data.frame.id)
         offset = time.monotonic_ns() - data.timestamp
         self._origin_ns = offset if self._origin_ns is None else min(self._origin_ns, offset)
+        if self._draft_signals is not None and kind in (SignalKind.REPLY_STARTED, SignalKind.TTS_STARTED):
+            self._draft_signals.append((kind, data.timestamp))  # the draft's reply: counts if kept
+            return
         self._pushed.append((kind, data.timestamp))
+
+    def _settle_draft(self, *, kept: bool) -> None:
+        signals, self._draft_signals = self._draft_signals or [], None
+        if kept:
+            self._pushed.extend(signals)
+            self._pushed.sort(key=lambda pushed: pushed[1])
+        else:
+            self.drafts_dropped += 1
 
     def signals(self, t0: float) -> list[Signal]:
         """What was pushed, in session seconds (``t0``: the timeline's zero, monotonic seconds)."""
@@ -224,7 +251,7 @@ def outcomes(
     return results
 
 
-def figures(results: Sequence[TurnOutcome], started: float) -> dict[str, Any]:
+def figures(results: Sequence[TurnOutcome], started: float, drafts_dropped: int = 0) -> dict[str, Any]:
     """One run's figures as the JSON gives them (None where nothing was measured)."""
     latencies = [r.latency_ms for r in results if r.latency_ms is not None]
     summary = latency_summary(len(results), latencies, started)
@@ -236,26 +263,38 @@ def figures(results: Sequence[TurnOutcome], started: float) -> dict[str, Any]:
         "p95_ms": summary["p95_ms"],
         "barge_in_stop_p95_ms": round(float(np.percentile(stops, 95)), 1) if stops else None,
         "turns": len(results),
+        "drafts_dropped": drafts_dropped,  # replies to draft turns the patient's next words dropped
     }
 
 
-async def measure(name: str, product: Product, scripted: Sequence[ScriptedTurn]) -> list[TurnOutcome]:
-    """Play the scripted turns through one session (``pipeline`` or ``baseline``) and judge each."""
+async def measure(
+    name: str, product: Product, scripted: Sequence[ScriptedTurn]
+) -> tuple[list[TurnOutcome], int]:
+    """Play the scripted turns through one session (``pipeline`` or ``baseline``) and judge each;
+    with the number of draft replies dropped."""
     observer = TurnSignalObserver()
     turns = [turn.patient_turn() for turn in scripted]
     timeline = await replay_session(name, product, turns, [observer], session_id=f"turns-{name}")
     if len(timeline.turn_audio_starts_s) < len(scripted):
         say(f"  {name}: only {len(timeline.turn_audio_starts_s)} of {len(scripted)} turns were played")
-    return outcomes(timeline, scripted, observer.signals(timeline.t0))
+    return outcomes(timeline, scripted, observer.signals(timeline.t0)), observer.drafts_dropped
 
 
-def voice_settings(settings: Settings) -> dict[str, float]:
-    return {"complete_stop_s": settings.voice.complete_stop_s, "turn_stop_s": settings.voice.turn_stop_s}
+def voice_settings(settings: Settings) -> dict[str, float | bool]:
+    return {
+        "complete_stop_s": settings.voice.complete_stop_s,
+        "turn_stop_s": settings.voice.turn_stop_s,
+        "preemptive_generation": settings.voice.preemptive_generation,
+    }
 
 
-def tuned_product(complete_stop_s: float, turn_stop_s: float) -> Product:
+def tuned_product(complete_stop_s: float, turn_stop_s: float, preemptive: bool) -> Product:
     """The product as an operator would run it with these end-of-turn settings."""
-    voice = {"complete_stop_s": complete_stop_s, "turn_stop_s": turn_stop_s}
+    voice = {
+        "complete_stop_s": complete_stop_s,
+        "turn_stop_s": turn_stop_s,
+        "preemptive_generation": preemptive,
+    }
     return build_product(load_settings(voice=voice), phone=False)
 
 
@@ -282,8 +321,8 @@ async def run_figures(
     label: str, name: str, product: Product, scripted: Sequence[ScriptedTurn]
 ) -> dict[str, Any]:
     started = time.monotonic()
-    results = await measure(name, product, scripted)
-    figs = figures(results, started)
+    results, drafts_dropped = await measure(name, product, scripted)
+    figs = figures(results, started, drafts_dropped)
     describe(label, results, figs)
     return figs
 
@@ -300,21 +339,21 @@ async def benchmark(turns: int, sweep: bool) -> dict[str, Any]:
             + f"{sum(t.script.barge_in_after_s is not None for t in scripted)} said over the agent"
         )
         chosen = voice_settings(product.settings)
-        ours = await run_figures(
-            f"ours {chosen['complete_stop_s']}/{chosen['turn_stop_s']} s", "pipeline", product, scripted
-        )
+        ours = await run_figures(f"ours {_label(*chosen.values())}", "pipeline", product, scripted)
         points = []
-        for complete, stop in SWEEP if sweep else ():
-            if (complete, stop) == (chosen["complete_stop_s"], chosen["turn_stop_s"]):
+        for complete, stop, preemptive in SWEEP if sweep else ():
+            if (complete, stop, preemptive) == tuple(chosen.values()):
                 figs = ours
             else:
-                tuned = tuned_product(complete, stop)
+                tuned = tuned_product(complete, stop, preemptive)
                 await tuned.warm_up()
                 try:
-                    figs = await run_figures(f"sweep {complete}/{stop} s", "pipeline", tuned, scripted)
+                    label = f"sweep {_label(complete, stop, preemptive)}"
+                    figs = await run_figures(label, "pipeline", tuned, scripted)
                 finally:
                     await tuned.stop()
-            points.append({"complete_stop_s": complete, "turn_stop_s": stop, **_keys(figs)})
+            point = {"complete_stop_s": complete, "turn_stop_s": stop, "preemptive_generation": preemptive}
+            points.append({**point, **_keys(figs)})
         baseline = await run_figures("baseline (stock pipecat)", "baseline", product, scripted)
     return {
         "machine": machine(),
@@ -327,7 +366,12 @@ async def benchmark(turns: int, sweep: bool) -> dict[str, Any]:
 
 
 def _keys(figs: dict[str, Any]) -> dict[str, Any]:
-    return {key: figs[key] for key in ("false_cutoff_rate", "p50_ms", "p95_ms", "barge_in_stop_p95_ms")}
+    keys = ("false_cutoff_rate", "p50_ms", "p95_ms", "barge_in_stop_p95_ms", "drafts_dropped")
+    return {key: figs[key] for key in keys}
+
+
+def _label(complete_stop_s: float, turn_stop_s: float, preemptive: bool) -> str:
+    return f"{complete_stop_s}/{turn_stop_s} s{' preemptive' if preemptive else ''}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from pipecat.frames.frames import (
+    InterruptionFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     LLMTextFrame,
@@ -19,7 +20,12 @@ from agent.clarify import Ask, AskKind
 from agent.facts import extract_facts
 from agent.policy import assess
 from pipeline.brain import BrainProcessor
-from pipeline.frames import BrainFailedFrame, ClinicalStateFrame
+from pipeline.frames import (
+    BrainFailedFrame,
+    ClinicalStateFrame,
+    PreemptiveTurnFrame,
+    PreemptiveTurnSettledFrame,
+)
 from tests.pipeline.safety_helpers import escalation_frame
 
 
@@ -130,3 +136,44 @@ async def test_the_brain_answers_with_the_turns_own_assessment() -> None:
     brain = BrainProcessor(backend)
     await run_test(brain, frames_to_send=[turn, patient("I have a small brown spot on my arm.")])
     assert backend.requests[0].assessment is turn.assessment is brain.assessment  # not one of its own
+
+
+def draft(text: str, draft_id: int = 1) -> list:
+    """Triage's provisional state of a draft turn, and the draft carrying it."""
+    facts = extract_facts(text)
+    provisional = ClinicalStateFrame(facts=facts, assessment=assess(facts), final=False, text=text)
+    return [provisional, PreemptiveTurnFrame(text=text, draft_id=draft_id, state=provisional)]
+
+
+async def test_a_kept_draft_is_answered_once_before_the_turn_ends() -> None:
+    backend = ScriptedBackend(["Where on your body is it?"])
+    turn = "I have a rash."
+    down, _ = await run_test(
+        BrainProcessor(backend),
+        frames_to_send=[
+            *draft(turn),
+            SleepFrame(sleep=0.1),
+            PreemptiveTurnSettledFrame(draft_id=1, kept=True),
+            ClinicalStateFrame(facts=extract_facts(turn), final=True, text=turn),
+            patient(turn),
+        ],
+    )
+    assert [r.patient_text for r in backend.requests] == [turn]  # not answered again at the end
+    assert texts(down).count("Where on your body is it?") == 1
+
+
+async def test_a_dropped_draft_leaves_no_trace_and_the_whole_turn_is_answered() -> None:
+    backend = ScriptedBackend(["Thank you."])
+    whole = "It started on my back about three weeks ago."
+    await run_test(
+        BrainProcessor(backend),
+        frames_to_send=[
+            *draft("It started on my back"),
+            SleepFrame(sleep=0.1),
+            InterruptionFrame(),  # the patient went on
+            PreemptiveTurnSettledFrame(draft_id=1, kept=False),
+            patient(whole),
+        ],
+    )
+    assert [r.patient_text for r in backend.requests] == ["It started on my back", whole]
+    assert [u.text for u in backend.requests[1].history] == []  # the draft's words are not history

@@ -20,7 +20,13 @@ from pipecat.frames.frames import (
 )
 from pipecat.tests.utils import SleepFrame, run_test
 
-from pipeline.frames import BrainFailedFrame, Heard, UnclearSpeechFrame
+from pipeline.frames import (
+    BrainFailedFrame,
+    Heard,
+    PreemptiveTurnFrame,
+    PreemptiveTurnSettledFrame,
+    UnclearSpeechFrame,
+)
 from pipeline.incremental_stt import IncrementalWhisperSTT
 
 
@@ -294,3 +300,49 @@ async def test_a_finished_sentence_still_ends_the_turn_after_the_short_silence()
     )
     down, _ = await run_test(stt, frames_to_send=said_with_a_pause(0.6))
     assert [f.text for f in of_type(down, TranscriptionFrame)] == ["It started two weeks ago.", "It itches."]
+
+
+async def test_the_turn_goes_ahead_as_a_draft_and_is_kept_when_the_silence_ends_it() -> None:
+    # Preemptive generation: the reply can be made while the silence is waited out.
+    fake = FakeTranscriber(["I have a rash on my arm."], delay_s=0.05)
+    stt = IncrementalWhisperSTT(fake, turn_stop_s=0.8, vad_stop_s=0.2, preempt_lead_s=0.5)
+    down, _ = await run_test(
+        stt,
+        frames_to_send=[
+            VADUserStartedSpeakingFrame(),
+            *speech(0.8),
+            VADUserStoppedSpeakingFrame(),
+            SleepFrame(0.9),
+        ],
+    )
+    turn_frames = (
+        PreemptiveTurnFrame,
+        PreemptiveTurnSettledFrame,
+        TranscriptionFrame,
+        UserStoppedSpeakingFrame,
+    )
+    kinds = [type(f) for f in down if isinstance(f, turn_frames)]
+    assert kinds == list(turn_frames)  # the draft well before the turn's end, kept at it
+    [draft], [settled] = of_type(down, PreemptiveTurnFrame), of_type(down, PreemptiveTurnSettledFrame)
+    assert draft.text == "I have a rash on my arm." and settled.kept and settled.draft_id == draft.draft_id
+    assert of_type(down, InterruptionFrame) == []
+
+
+async def test_a_draft_is_dropped_unheard_when_the_patient_goes_on() -> None:
+    fake = FakeTranscriber(["It started on my back", "about three weeks ago."], delay_s=0.05)
+    stt = IncrementalWhisperSTT(fake, turn_stop_s=0.8, vad_stop_s=0.2, preempt_lead_s=0.6)
+    down, up = await run_test(stt, frames_to_send=two_phrases(0.8, then_silence_s=1.0))
+    drafts, settled = of_type(down, PreemptiveTurnFrame), of_type(down, PreemptiveTurnSettledFrame)
+    assert [d.text for d in drafts] == [
+        "It started on my back",
+        "It started on my back about three weeks ago.",
+    ]
+    assert [(s.draft_id, s.kept) for s in settled] == [
+        (drafts[0].draft_id, False),
+        (drafts[1].draft_id, True),
+    ]
+    assert of_type(up, InterruptionFrame)  # the first draft's reply is cut wherever it is
+    assert [f.text for f in of_type(down, TranscriptionFrame)] == [
+        "It started on my back about three weeks ago."
+    ]
+    assert len(of_type(down, UserStoppedSpeakingFrame)) == 1  # one turn, answered whole

@@ -8,12 +8,17 @@ from pipecat.frames.frames import (
     LLMFullResponseStartFrame,
     LLMTextFrame,
 )
-from pipecat.tests.utils import run_test
+from pipecat.tests.utils import SleepFrame, run_test
 
 from agent.disclaimer import FULL, SHORT
 from agent.escalation import escalation_message
 from agent.policy import Urgency
-from pipeline.frames import AgentLineFrame, AgentUtteranceFrame
+from pipeline.frames import (
+    AgentLineFrame,
+    AgentUtteranceFrame,
+    PreemptiveTurnFrame,
+    PreemptiveTurnSettledFrame,
+)
 from pipeline.spoken_guard import SpokenGuardProcessor
 from tests.pipeline.safety_helpers import reply, spoken, utterances
 
@@ -57,3 +62,35 @@ async def test_a_reply_cut_short_is_not_reported_as_said() -> None:
         ],
     )
     assert utterances(down) == [line]
+
+
+async def test_a_draft_reply_is_reported_as_said_only_once_its_turn_is_kept() -> None:
+    down, up = await run_test(
+        SpokenGuardProcessor(),
+        frames_to_send=[
+            PreemptiveTurnFrame(text="I have a rash.", draft_id=1),
+            *reply("Where on your body is it?"),
+            SleepFrame(sleep=0.1),  # written and guarded, but the patient may still go on
+            PreemptiveTurnSettledFrame(draft_id=1, kept=True),
+        ],
+    )
+    kinds = [type(f) for f in down if isinstance(f, PreemptiveTurnSettledFrame | AgentUtteranceFrame)]
+    assert kinds == [PreemptiveTurnSettledFrame, AgentUtteranceFrame]
+    assert len(utterances(up)) == 1  # the brain's history gets it, once
+
+
+async def test_a_dropped_draft_reply_is_not_reported_and_its_disclaimer_is_still_due() -> None:
+    down, up = await run_test(
+        SpokenGuardProcessor(),
+        frames_to_send=[
+            PreemptiveTurnFrame(text="It is on my", draft_id=1),
+            *reply("Thank you."),  # the session's first words: they carry the disclaimer
+            SleepFrame(sleep=0.1),
+            InterruptionFrame(),  # the patient went on: none of it was heard
+            PreemptiveTurnSettledFrame(draft_id=1, kept=False),
+            *reply("Where on your body is it?"),
+        ],
+    )
+    said = utterances(down)
+    assert len(said) == 1 and said[0].startswith("Where on your body is it?") and FULL in said[0]
+    assert utterances(up) == said

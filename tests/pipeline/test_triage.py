@@ -8,7 +8,7 @@ from pipecat.tests.utils import run_test
 from agent.clarify import AskKind
 from agent.policy import Urgency
 from agent.semantic_flags import PrototypeMatch
-from pipeline.frames import ClinicalStateFrame, Heard, UnclearSpeechFrame
+from pipeline.frames import ClinicalStateFrame, Heard, PreemptiveTurnFrame, UnclearSpeechFrame
 from pipeline.triage import TriageProcessor
 
 
@@ -100,3 +100,20 @@ async def test_a_red_flag_said_in_other_words_escalates_by_meaning() -> None:
     )
     assert down[0].assessment.level == Urgency.EMERGENCY
     assert down[0].assessment.rule_ids == ["airway_swelling"]
+
+
+async def test_a_draft_turn_is_assessed_for_safety_and_carries_its_state_without_committing() -> None:
+    triage = TriageProcessor()
+    draft = PreemptiveTurnFrame(text="My mole has started bleeding.", heard=Heard("", -0.2), draft_id=1)
+    down, _ = await run_test(triage, frames_to_send=[draft])
+    state, passed = down
+    assert isinstance(state, ClinicalStateFrame) and not state.final  # the escalation reads it as a phrase
+    assert state.assessment.level == Urgency.URGENT
+    assert isinstance(passed, PreemptiveTurnFrame) and passed.state is state  # the brain answers with it
+    assert not triage.facts.present("bleeding")  # committed only when the turn really ends
+
+
+async def test_a_draft_the_agent_would_first_ask_about_is_not_answered_ahead() -> None:
+    draft = PreemptiveTurnFrame(text="I have a rash on my arm.", heard=Heard("", -1.1), draft_id=1)
+    down, _ = await run_test(TriageProcessor(), frames_to_send=[draft])
+    assert [type(f) for f in down] == [ClinicalStateFrame]  # assessed, but no draft goes on to the brain

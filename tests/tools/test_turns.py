@@ -149,6 +149,7 @@ def test_the_rate_counts_every_turn_and_the_figures_say_when_nothing_was_measure
         "p95_ms": pytest.approx(890.0),
         "barge_in_stop_p95_ms": 300.0,
         "turns": 4,
+        "drafts_dropped": 0,
     }
     assert figures([], time.monotonic())["false_cutoff_rate"] is None
 
@@ -174,7 +175,7 @@ async def test_a_one_second_pause_is_cut_off_by_a_hasty_setting_and_waited_out_b
         product = build_product(settings.model_copy(update={"voice": voice}), phone=False)
         await product.warm_up()
         try:
-            [judged[stop_s]] = await measure("pipeline", product, [turn])
+            [judged[stop_s]], _drafts_dropped = await measure("pipeline", product, [turn])
         finally:
             await product.stop()
     hasty, patient = judged[0.2], judged[1.5]
@@ -197,12 +198,21 @@ def test_the_benchmark_reports_ours_and_the_baseline_as_json() -> None:
     )
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])
-    assert set(report) == FIGURE_KEYS | {"machine", "turns", "settings", "sweep", "baseline", "targets"}
+    assert set(report) == FIGURE_KEYS | {
+        "machine",
+        "turns",
+        "drafts_dropped",
+        "settings",
+        "sweep",
+        "baseline",
+        "targets",
+    }
     assert isinstance(report["machine"], str) and report["machine"]
     defaults = VoiceSettings()  # the run is of the product's own end-of-turn settings
     assert report["settings"] == {
         "complete_stop_s": defaults.complete_stop_s,
         "turn_stop_s": defaults.turn_stop_s,
+        "preemptive_generation": defaults.preemptive_generation,
     }
     assert report["sweep"] == []
     assert report["targets"] == {
