@@ -29,7 +29,12 @@ from starlette.testclient import TestClient
 from agent.escalation import EscalationRecord
 from agent.policy import Urgency
 from configs.settings import Settings
-from pipeline.frames import EscalationFrame, EscalationResolvedFrame
+from pipeline.frames import (
+    EscalationFrame,
+    EscalationResolvedFrame,
+    PreemptiveTurnFrame,
+    PreemptiveTurnSettledFrame,
+)
 from pipeline.incremental_stt import IncrementalWhisperSTT
 from pipeline.metrics import TurnStage
 from pipeline.turn_observers import (
@@ -116,6 +121,23 @@ async def test_a_reply_the_patient_talks_on_before_hearing_is_counted_dropped() 
         ],
     )
     assert value("replies_dropped_total") - before == 1
+
+
+async def test_a_draft_reply_the_patient_talks_on_from_is_counted_dropped_and_a_kept_one_is_not() -> None:
+    # Preemptive generation: the reply to the turn so far is made in the silence; the patient
+    # going on drops it (settled, not kept), the silence ending the turn keeps it.
+    before = value("replies_dropped_total")
+    observer = DroppedReplyObserver()
+    await feed(
+        observer,
+        [
+            *at(1.6, PreemptiveTurnFrame(text="It is on my", draft_id=1), LLMFullResponseStartFrame()),
+            *at(1.9, pair(InterruptionFrame), PreemptiveTurnSettledFrame(draft_id=1, kept=False)),
+            *at(3.1, PreemptiveTurnFrame(text="It is on my arm.", draft_id=2), LLMFullResponseStartFrame()),
+            *at(3.5, PreemptiveTurnSettledFrame(draft_id=2, kept=True)),
+        ],
+    )
+    assert value("replies_dropped_total") - before == 1 and observer.dropped == 1
 
 
 async def test_replies_heard_greetings_talked_over_and_escalation_lines_are_not_counted() -> None:
