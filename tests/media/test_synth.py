@@ -1,17 +1,23 @@
-"""Named patient voices: each speaks a sentence as non-silent 16-bit mono audio of a plausible length."""
+"""Named patient voices: each speaks a sentence as non-silent 16-bit mono audio of a plausible length,
+the same samples for the same text every time, in words Whisper writes back."""
 
 from __future__ import annotations
 
 import hashlib
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from configs.settings import Settings
 from media import synth
+from media.audio_files import read_mono_int16
 from media.synth import VOICES, synthesize, synthesize_voice
+from pipeline.session import INPUT_RATE, shared_transcriber_for
 
 SENTENCE = "I have had an itchy red rash on my arm since Monday."  # 12 words
 NO_ESPEAK = "Debian's espeak-ng is not installed (apt-get install espeak-ng; scripts/test.sh installs it)"
@@ -64,8 +70,63 @@ def test_joe_voice_matches_synthesize_and_joe_slow_is_slower(tmp_path: Path) -> 
     joe, joe_rate = sf.read(synthesize_voice(SENTENCE, "joe", tmp_path / "joe.wav"), dtype="int16")
     slow, _ = sf.read(synthesize_voice(SENTENCE, "joe_slow", tmp_path / "slow.wav"), dtype="int16")
     assert rate == joe_rate
-    assert abs(plain.size - joe.size) / plain.size < 0.1  # Piper's duration noise varies a little
+    assert np.array_equal(plain, joe)
     assert slow.size > 1.1 * joe.size
+
+
+OTHER = "The mole on my back has started bleeding."
+# A fresh interpreter speaks SENTENCE and prints the digest of its samples.
+FRESH_PROCESS = """
+import hashlib, sys, tempfile
+from pathlib import Path
+import soundfile as sf
+from media.synth import synthesize_voice
+with tempfile.TemporaryDirectory() as folder:
+    samples, _ = sf.read(synthesize_voice(sys.argv[1], sys.argv[2], Path(folder) / "a.wav"), dtype="int16")
+print(hashlib.sha256(samples.tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.parametrize(
+    "name", [voice_param(name) for name in VOICES if name in {"joe", "joe_slow", "us_m3"}]
+)
+def test_the_same_text_gives_the_same_samples_whatever_was_said_before(tmp_path: Path, name: str) -> None:
+    """A test that hears a phrase hears the same audio on every run, whichever tests ran before it in the
+    process (A, then B, then A again) and in a fresh process."""
+    said = [
+        sf.read(synthesize_voice(text, name, tmp_path / f"{index}.wav"), dtype="int16")[0]
+        for index, text in enumerate([SENTENCE, OTHER, SENTENCE])
+    ]
+    assert np.array_equal(said[0], said[2])
+    assert not np.array_equal(said[0], said[1])
+    fresh = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, SENTENCE, name],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert fresh.stdout.strip() == hashlib.sha256(said[0].tobytes()).hexdigest()
+
+
+# Phrases other tests hear through Whisper, and the words each of them turns on.
+HEARD = {
+    "My name is John Smith and the mole on my back has started bleeding.": ("mole", "back", "bleeding"),
+    "I have a red itchy rash on my left forearm.": ("rash", "left forearm"),
+    "It started about two weeks ago.": ("two weeks",),
+    "My lips and tongue are swelling up and I can't breathe.": ("lips", "tongue", "breathe"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["joe", "joe_slow"])
+def test_whisper_writes_the_words_the_tests_turn_on(tmp_path: Path, settings: Settings, name: str) -> None:
+    transcriber = shared_transcriber_for(settings)  # the product's Whisper, with its vocabulary
+    for index, (text, words) in enumerate(HEARD.items()):
+        wav = synthesize_voice(text, name, tmp_path / f"{index}.wav", lead_s=0.3, tail_s=0.5)
+        heard = transcriber.transcribe(read_mono_int16(wav, INPUT_RATE)).lower()
+        assert all(word in heard for word in words), (text, heard)
 
 
 def test_missing_espeak_names_the_debian_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
