@@ -248,6 +248,55 @@ class SessionSettings(BaseModel):
         return _duration("SESSIONS__CONNECT_DEADLINE_S", value, 300)
 
 
+TURN_SCHEMES = ("turn:", "turns:")
+STUN_SCHEMES = ("stun:", "stuns:")
+
+
+class TurnSettings(BaseModel):
+    """TURN relays (coturn) for browsers that cannot reach this host directly (docs/rooms.md).
+
+    Unset (no ``TURN__URLS``), pages and server gather their own addresses only, as on a LAN.
+    Set, every session gets credentials minted from ``TURN__SHARED_SECRET`` (coturn's
+    ``use-auth-secret``, the TURN REST API) that expire ``TURN__TTL_S`` after they are handed out.
+    """
+
+    urls: list[str] = Field(default_factory=list)  # ["turn:turn.example.org:3478?transport=udp"]
+    stun_urls: list[str] = Field(default_factory=list)  # ["stun:turn.example.org:3478"], optional
+    shared_secret: SecretStr | None = None  # coturn's static-auth-secret
+    # A relay whose credential has expired is not refreshed (coturn refuses the refresh), so this is
+    # longer than the longest consultation, and short enough that a leaked one is soon useless.
+    ttl_s: int = 3600
+    relay_only: bool = False  # pages use the relay and nothing else (iceTransportPolicy "relay")
+
+    @field_validator("urls", "stun_urls")
+    @classmethod
+    def _urls_have_their_scheme(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        schemes = TURN_SCHEMES if info.field_name == "urls" else STUN_SCHEMES
+        urls = [url.strip() for url in value if url.strip()]
+        for url in urls:
+            if not url.lower().startswith(schemes):
+                raise ValueError(
+                    f"TURN__{info.field_name.upper()} must list {' or '.join(schemes)} URLs, not {url!r}"
+                )
+        return urls
+
+    @field_validator("ttl_s")
+    @classmethod
+    def _ttl_is_bounded(cls, value: int) -> int:
+        if value < MINUTE:
+            raise ValueError(f"TURN__TTL_S must be at least {MINUTE:g} seconds, not {value}")
+        return int(_duration("TURN__TTL_S", value, 24 * HOUR))
+
+    @model_validator(mode="after")
+    def _relays_have_a_secret(self) -> TurnSettings:
+        secret = self.shared_secret.get_secret_value() if self.shared_secret else ""
+        if self.urls and not secret.strip():
+            raise ValueError("TURN__URLS needs TURN__SHARED_SECRET (coturn's static-auth-secret)")
+        if self.relay_only and not self.urls:
+            raise ValueError("TURN__RELAY_ONLY needs TURN__URLS: without a relay no browser could connect")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything the service reads at start-up; nothing else reads the environment."""
 
@@ -289,6 +338,7 @@ class Settings(BaseSettings):
     clinician: ClinicianSettings = Field(default_factory=ClinicianSettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)
     escalations: EscalationSettings = Field(default_factory=EscalationSettings)
+    turn: TurnSettings = Field(default_factory=TurnSettings)
 
     @field_validator("log_level")
     @classmethod

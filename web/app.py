@@ -5,7 +5,9 @@ capped (``MAX_REQUEST_BYTES``) and nested no deeper than ``MAX_JSON_DEPTH``; Sta
 refusals (404, 405) are JSON like the rest. A new browser session is admitted only while a line
 is free (``SESSIONS__MAX_CONCURRENT``) and the address has offers left this minute. ``/health``
 is public and says only ``ok``; ``/health/details`` and ``/metrics`` need ``Authorization: Bearer
-<MONITORING_TOKEN>`` (open in development while no token is set).
+<MONITORING_TOKEN>`` (open in development while no token is set). ``/api/ice-servers`` gives a
+page the STUN/TURN servers (fresh TURN credentials) for its next peer connection, ``[]`` without
+TURN (``media/turn.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from configs.settings import Settings
+from media.turn import ice_servers, page_ice_config
 from web.admission import AddressLimit, BodySizeLimit, JsonDepthLimit, client_address, lines_busy
 from web.audit import AuditLog
 from web.auth import Auth
@@ -83,9 +86,14 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
     audit = AuditLog.from_settings(settings)
     host, queue, retriever, phone = product.host, product.queue, product.retriever, product.phone
     sessions = WebRTCSessions(
-        host, settings.sessions.max_concurrent, connect_deadline_s=settings.sessions.connect_deadline_s
+        host,
+        settings.sessions.max_concurrent,
+        connect_deadline_s=settings.sessions.connect_deadline_s,
+        ice_servers=lambda session_id: ice_servers(settings.turn, tag=session_id),
     )
     offers_limit = AddressLimit("offer", settings.sessions.offers_per_minute)
+    # A page asks once before each offer (patient) or join (clinician): as often as offers are allowed.
+    ice_limit = AddressLimit("ice-servers", settings.sessions.offers_per_minute)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -129,6 +137,14 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
             return lines_busy(settings)
         # The patient's key to their own room (its status, the clinician button), and no other.
         return JSONResponse({**answer, "room_token": auth.issue_patient_token(answer["session_id"])})
+
+    async def page_ice_servers(request: Request) -> Response:
+        # Public like the page itself: whoever may offer may relay, for TURN__TTL_S at most.
+        wait = ice_limit.hit(client_address(request))
+        if wait:
+            return AddressLimit.refusal(wait)
+        config = page_ice_config(settings.turn, ice_servers(settings.turn))
+        return JSONResponse(config, headers={"Cache-Control": "no-store"})  # credentials: never cached
 
     not_taken_before = escalations_not_taken_so_far()
 
@@ -174,6 +190,7 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
         routes=[
             Route("/", index),
             Route("/api/offer", offer, methods=["POST"]),
+            Route("/api/ice-servers", page_ice_servers),
             Route("/health", health),
             Route("/health/details", health_details),
             Route("/metrics", metrics),

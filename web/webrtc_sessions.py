@@ -28,6 +28,7 @@ from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
 from agent.channel import Channel
 from media.host import Line, LinesBusy, LiveSession, SessionHost, Transport
+from media.turn import IceServer
 from media.webrtc_patient import BrowserPatient
 from pipeline.camera import FRAMES_NEEDED_FPS
 from pipeline.session import INPUT_RATE
@@ -111,10 +112,13 @@ class WebRTCSessions:
         max_concurrent: int | None = None,
         *,
         connect_deadline_s: float = CONNECT_DEADLINE_S,
+        ice_servers: Callable[[str], list[IceServer]] | None = None,
     ) -> None:
         self._host = host
         self._max_concurrent = max_concurrent
         self._connect_deadline_s = connect_deadline_s
+        # A session's STUN/TURN servers, by session id (media/turn.py); none: host candidates only.
+        self._ice_servers = ice_servers or (lambda _session_id: [])
         self._sessions: dict[str, BrowserSession] = {}
 
     def __len__(self) -> int:
@@ -157,7 +161,9 @@ class WebRTCSessions:
         except UnreadableOffer:
             line.release()
             raise
-        connection = SmallWebRTCConnection(ice_servers=[])
+        session_id = uuid.uuid4().hex
+        servers = [server.for_server() for server in self._ice_servers(session_id)]
+        connection = SmallWebRTCConnection(ice_servers=servers)
         try:
             await connection.initialize(sdp=sdp, type=sdp_type)
         except BaseException as exc:
@@ -166,7 +172,7 @@ class WebRTCSessions:
             if isinstance(exc, Exception):  # aiortc's parser asserts, indexes and looks up on bad SDP
                 raise UnreadableOffer from exc
             raise  # a cancellation stays one
-        session = BrowserSession(session_id=uuid.uuid4().hex, connection=connection)
+        session = BrowserSession(session_id=session_id, connection=connection)
         self._sessions[connection.pc_id] = session
 
         @connection.event_handler("closed")

@@ -181,6 +181,22 @@ function waitForIce(peer) {
   });
 }
 
+async function iceConfig() {
+  // The STUN/TURN servers for this connection, with TURN credentials the server minted for it
+  // ({iceServers: []} on a LAN), and "relay" when the clinic allows the relay only.
+  const res = await fetch("/api/ice-servers", { cache: "no-store" });
+  if (!res.ok) {
+    const err = new Error(`server answered ${res.status}`);
+    err.refusal = await serverMessage(res);
+    throw err;
+  }
+  const config = await res.json();
+  return {
+    iceServers: Array.isArray(config.iceServers) ? config.iceServers : [],
+    iceTransportPolicy: config.iceTransportPolicy === "relay" ? "relay" : "all",
+  };
+}
+
 async function start() {
   showError("");
   ui.start.disabled = true;
@@ -198,7 +214,16 @@ async function start() {
   ui.preview.srcObject = stream;
   setState("connecting", "Connecting…");
 
-  pc = new RTCPeerConnection({ iceServers: [] });
+  let ice;
+  try {
+    ice = await iceConfig();
+  } catch (err) {
+    setState("failed", err.refusal ? "Please wait" : "Could not connect");
+    showError(err.refusal || `The assistant could not be reached (${err.message}). Please try again in a moment.`);
+    teardown();
+    return;
+  }
+  pc = new RTCPeerConnection(ice);
   const dc = pc.createDataChannel("messages", { ordered: true });
   dc.addEventListener("message", onMessage);
   dc.addEventListener("open", () => dc.send(JSON.stringify(

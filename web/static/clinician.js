@@ -345,6 +345,17 @@ function waitForIce(peer) {
   });
 }
 
+async function iceConfig() {
+  // The STUN/TURN servers for this call, with TURN credentials the server minted for it.
+  const res = await fetch("/api/ice-servers", { cache: "no-store", credentials: "same-origin" });
+  if (!res.ok) throw new Error(`The call could not be set up (server answered ${res.status}).`);
+  const config = await res.json();
+  return {
+    iceServers: Array.isArray(config.iceServers) ? config.iceServers : [],
+    iceTransportPolicy: config.iceTransportPolicy === "relay" ? "relay" : "all",
+  };
+}
+
 async function join(d) {
   showError("");
   hangUp("Not in a call");
@@ -360,7 +371,16 @@ async function join(d) {
       : `The microphone could not be opened (${err.name}).`);
   }
   ui.selfVideo.srcObject = stream;
-  const pc = new RTCPeerConnection({ iceServers: [] });
+  let ice;
+  try {
+    ice = await iceConfig();
+  } catch (err) {
+    stream.getTracks().forEach((t) => t.stop());
+    ui.selfVideo.srcObject = null;
+    setCallState("failed", "Could not connect");
+    throw err;
+  }
+  const pc = new RTCPeerConnection(ice);
   call = { id: d.id, pc, stream };
   const audioTrack = stream.getAudioTracks()[0];
   const videoTrack = stream.getVideoTracks()[0];
