@@ -95,6 +95,9 @@ class BrainProcessor(FrameProcessor):
         if isinstance(frame, AgentUtteranceFrame) and direction == FrameDirection.UPSTREAM:
             self._history.append(Utterance("agent", frame.text))
             return
+        if isinstance(frame, PreemptiveTurnFrame):
+            await self._on_draft(frame)
+            return
         if isinstance(frame, CameraStillFrame):
             self._latest_image = frame.image
         elif isinstance(frame, ClinicalStateFrame) and frame.final:
@@ -106,12 +109,6 @@ class BrainProcessor(FrameProcessor):
             # Unsure what the patient said: ask before answering (agent/clarify.py).
             await self._speak_text(frame.ask.text)
             self._asked_instead = bool(frame.text)  # a transcription of this turn follows
-        elif isinstance(frame, PreemptiveTurnFrame):
-            if not self._escalated and frame.state is not None and frame.state.ask is None:
-                kept = frame.draft_id in self._kept_drafts
-                self._kept_drafts.discard(frame.draft_id)
-                self._draft = _Draft(frame.draft_id, frame.text, len(self._history), kept)
-                await self._answer(frame.text, state=frame.state)
         elif (
             isinstance(frame, TranscriptionFrame) and frame.finalized and self._answered_as_draft(frame.text)
         ):
@@ -127,6 +124,17 @@ class BrainProcessor(FrameProcessor):
         await self.push_frame(LLMFullResponseStartFrame())
         await self.push_frame(LLMTextFrame(text))
         await self.push_frame(LLMFullResponseEndFrame())
+
+    async def _on_draft(self, draft: PreemptiveTurnFrame) -> None:
+        """Answer the draft turn; passed on only then, so that the voice is held only for a reply.
+        Not while escalated (the safety layer speaks then), nor without triage's state of it."""
+        if self._escalated or draft.state is None or draft.state.ask is not None:
+            return
+        kept = draft.draft_id in self._kept_drafts
+        self._kept_drafts.discard(draft.draft_id)
+        self._draft = _Draft(draft.draft_id, draft.text, len(self._history), kept)
+        await self.push_frame(draft)
+        await self._answer(draft.text, state=draft.state)
 
     def _on_draft_settled(self, settled: PreemptiveTurnSettledFrame) -> None:
         draft = self._draft

@@ -177,3 +177,16 @@ async def test_a_dropped_draft_leaves_no_trace_and_the_whole_turn_is_answered() 
     )
     assert [r.patient_text for r in backend.requests] == ["It started on my back", whole]
     assert [u.text for u in backend.requests[1].history] == []  # the draft's words are not history
+
+
+async def test_while_escalated_a_draft_is_not_answered_nor_passed_on_to_hold_the_voice() -> None:
+    backend = ScriptedBackend(["Thank you."])
+    down, _ = await run_test(BrainProcessor(backend), frames_to_send=draft("Is the clinician coming?"))
+    assert any(isinstance(f, PreemptiveTurnFrame) for f in down)  # answered: passed on to the gate
+    brain = BrainProcessor(backend)
+    await run_test(
+        brain, frames_to_send=[escalation_frame()], frames_to_send_direction=FrameDirection.UPSTREAM
+    )
+    down, _ = await run_test(brain, frames_to_send=draft("Is the clinician coming?"), ignore_start=True)
+    assert not any(isinstance(f, PreemptiveTurnFrame) for f in down)  # the safety layer's lines play freely
+    assert len(backend.requests) == 1
