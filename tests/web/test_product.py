@@ -29,9 +29,10 @@ def configuration(processor: FrameProcessor) -> dict[str, Any]:
 
 
 def text_half(processors: list[FrameProcessor], product: Product) -> list[FrameProcessor]:
-    """The spoken session without its ears (VAD, STT), eyes (camera) and voice (the last: TTS)."""
+    """The spoken session without its ears (VAD, STT), eyes (camera) and voice (TTS and the reply
+    gate, the last two)."""
     ears = len(listening_processors(product.settings))
-    return [p for p in processors[ears:-1] if not isinstance(p, CameraSampler)]
+    return [p for p in processors[ears:-2] if not isinstance(p, CameraSampler)]
 
 
 def sessions(product: Product) -> dict[str, list[FrameProcessor]]:
