@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 
 import numpy as np
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
@@ -31,8 +31,11 @@ class ClinicianPeer:
         sees: LatestFrameTrack,
         on_audio: Callable[[np.ndarray, int], None],
         on_video: Callable[[MediaStreamTrack], None],
+        ice_servers: list[RTCIceServer] | None = None,
     ) -> None:
-        self.pc = RTCPeerConnection()
+        # The session's ICE servers (TURN, docs/rooms.md), none when not configured: aiortc's own
+        # default would be a public STUN server, and nothing may be sent off the box unasked.
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers or []))
         self._out_audio = RingMixTrack(hears, CLINICIAN_RATE)
         self._out_video = sees
         self._on_audio = on_audio

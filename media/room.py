@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from aiortc import MediaStreamTrack
+from aiortc import MediaStreamTrack, RTCIceServer
 from pipecat.frames.frames import EndFrame, Frame, SystemFrame
 from pipecat.pipeline.worker import PipelineWorker
 
@@ -71,8 +71,16 @@ class RoomError(RuntimeError):
 
 
 class Room:
-    def __init__(self, session_id: str, patient: PatientSide, *, patient_rate: int) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        patient: PatientSide,
+        *,
+        patient_rate: int,
+        ice_servers: Callable[[], list[RTCIceServer]] = list,
+    ) -> None:
         self.session_id = session_id
+        self._ice_servers = ice_servers  # fresh TURN credentials for each clinician who joins
         self._patient = patient
         self.to_patient = AudioRing(patient_rate)  # the clinician's voice, for the patient
         self._patient_for_clinician = AudioRing(CLINICIAN_RATE)
@@ -152,6 +160,7 @@ class Room:
             sees=self._patient_video,
             on_audio=self._clinician_said,
             on_video=self._patient.show_video,
+            ice_servers=self._ice_servers(),
         )
         answer = await peer.answer(sdp, sdp_type)
         self._clinician, self.clinician_name = peer, name

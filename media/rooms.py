@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from aiortc import RTCIceServer
+
 from media.room import PatientSide, Room, RoomError
 
 
 class Rooms:
-    def __init__(self) -> None:
+    def __init__(self, ice_servers: Callable[[str], list[RTCIceServer]] | None = None) -> None:
         self._rooms: dict[str, Room] = {}
+        self._ice_servers = ice_servers  # a session id -> the ICE servers of its clinician peer
 
     def open(self, session_id: str, patient: PatientSide, *, patient_rate: int) -> Room:
-        room = Room(session_id, patient, patient_rate=patient_rate)
+        ice = self._ice_servers
+        servers: Callable[[], list[RTCIceServer]] = (lambda: ice(session_id)) if ice else list
+        room = Room(session_id, patient, patient_rate=patient_rate, ice_servers=servers)
         self._rooms[session_id] = room
         return room
 

@@ -27,6 +27,7 @@ from configs.settings import Settings
 from media.host import SessionHost
 from media.rooms import Rooms
 from media.sip.server import SipServer
+from media.turn import ice_servers
 from pipeline.session import warm_up
 from rag.retrieval import Retriever
 from web.queue import EscalationQueue
@@ -81,7 +82,7 @@ def build_product(
     first_backend = make_backend()
     retriever = Retriever.from_settings(settings)
     queue = EscalationQueue(EscalationStore(settings.path(settings.escalations_dir)))
-    rooms = Rooms()
+    rooms = Rooms(lambda session_id: [s.for_server() for s in ice_servers(settings.turn, tag=session_id)])
     host = SessionHost(
         settings,
         make_backend=make_backend,
