@@ -15,6 +15,8 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)  # the shared store's Redis half
 command -v turnserver >/dev/null 2>&1 || need+=(coturn)  # the TURN tests' relay (coturn)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)  # validates docker-compose.yml
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)  # checks configs/haproxy/haproxy.cfg
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     say "installing Debian packages for the browser, phone and shared-state tests: ${need[*]}"

@@ -1,0 +1,271 @@
+"""docker-compose.yml and the HAProxy config it mounts: valid for the real tools, and consistent.
+
+What runs here: Debian's ``docker-compose`` (1.29) resolves and validates the compose file
+(``config`` rejects unknown keys and missing required variables), and Debian's ``haproxy -c``
+checks configs/haproxy/haproxy.cfg. What does not: building the image and running the stack
+(``scripts/container_check.sh`` does the first with podman; docs/runbook.md, "Running with compose").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from configs.settings import REPO_ROOT, Settings, load_settings
+
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+HAPROXY_CFG = REPO_ROOT / "configs" / "haproxy" / "haproxy.cfg"
+OUR_IMAGE = "patient-advocacy-agent:latest"
+SECRETS = {"SECRET_KEY": "k" * 48, "TURN__SHARED_SECRET": "turn-secret-for-the-test"}
+ALL_PROFILES = ("phone", "gpu")
+
+
+def _tool(name: str, package: str) -> str:
+    binary = shutil.which(name)
+    if binary is None:
+        reason = f"Debian's {package} is not installed (scripts/test.sh installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return binary
+
+
+def _compose_config(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``docker-compose config`` with every profile, from ``env`` alone (no .env, no shell vars)."""
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    profiles = [arg for profile in ALL_PROFILES for arg in ("--profile", profile)]
+    command = [_tool("docker-compose", "docker-compose"), "--env-file", str(empty), "-f", str(COMPOSE_FILE)]
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    return subprocess.run(
+        [*command, *profiles, "config"],
+        cwd=REPO_ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """The services as docker-compose resolves them (anchors merged, variables filled in)."""
+    result = _compose_config(tmp_path_factory.mktemp("compose"), SECRETS)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)["services"]
+
+
+def settings_variables() -> set[str]:
+    """Every variable name the settings object reads: ``FIELD`` and ``FIELD__SUBFIELD``."""
+
+    def names(model: type[BaseModel], prefix: str) -> set[str]:
+        found: set[str] = set()
+        for field, info in model.model_fields.items():
+            name = prefix + field.upper()
+            found.add(name)
+            if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+                found |= names(info.annotation, name + "__")
+        return found
+
+    return names(Settings, "")
+
+
+def test_compose_file_is_valid_and_has_the_whole_stack(services: dict[str, dict[str, Any]]) -> None:
+    assert set(services) == {
+        "app-1",
+        "app-2",
+        "redis",
+        "haproxy",
+        "coturn",
+        "kamailio",
+        "sip-bridge-1",
+        "sip-bridge-2",
+        "medgemma",
+    }
+    for name in ("kamailio", "sip-bridge-1", "sip-bridge-2"):
+        assert services[name]["profiles"] == ["phone"], name
+    assert services["medgemma"]["profiles"] == ["gpu"]
+    default = {name for name, service in services.items() if not service.get("profiles")}
+    assert default == {"app-1", "app-2", "redis", "haproxy", "coturn"}
+    assert services["haproxy"]["ports"][0]["published"] in (8000, "8000")
+
+
+def test_compose_refuses_to_start_without_the_shared_secrets(tmp_path: Path) -> None:
+    """Two replicas with random keys would refuse each other's sessions: no default is offered."""
+    for missing in SECRETS:
+        given = {name: value for name, value in SECRETS.items() if name != missing}
+        result = _compose_config(tmp_path, given)
+        assert result.returncode != 0
+        assert missing in result.stderr
+
+
+def _dockerfile_healthcheck(build: dict[str, Any] | None) -> bool:
+    if not build:
+        return False
+    dockerfile = Path(build["context"]) / build.get("dockerfile", "Dockerfile")
+    return any(line.startswith("HEALTHCHECK CMD") for line in dockerfile.read_text().splitlines())
+
+
+def test_every_service_has_a_health_check(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        check = service.get("healthcheck")
+        if check is None:
+            assert _dockerfile_healthcheck(service.get("build")), f"{name} has no health check"
+            continue
+        assert not check.get("disable"), name
+        assert check["test"][0] in ("CMD", "CMD-SHELL") and len(check["test"]) > 1, name
+    # The replicas are probed on the same /health that HAProxy uses.
+    for name in ("app-1", "app-2"):
+        assert "/health" in " ".join(services[name]["healthcheck"]["test"])
+
+
+def test_the_gpu_profile_reserves_a_gpu_and_the_replicas_can_use_it(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    devices = services["medgemma"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    for name, service in services.items():
+        if name != "medgemma":
+            assert "deploy" not in service, f"{name} reserves something outside the gpu profile"
+    # MODEL_BACKEND=openai points the replicas at the GPU service without another setting.
+    base_url = services["app-1"]["environment"]["LLM__OPENAI_BASE_URL"]
+    assert base_url == "http://medgemma:8000/v1"
+    assert "--served-model-name" in services["medgemma"]["command"]
+    served = services["medgemma"]["command"][services["medgemma"]["command"].index("--served-model-name") + 1]
+    assert served == services["app-1"]["environment"]["LLM__OPENAI_MODEL"]
+
+
+def test_only_the_runbook_variable_names_are_used(services: dict[str, dict[str, Any]]) -> None:
+    known = settings_variables()
+    ours = [name for name, service in services.items() if service.get("image") == OUR_IMAGE]
+    assert set(ours) == {"app-1", "app-2", "sip-bridge-1", "sip-bridge-2"}
+    for name in ours:
+        unknown = set(services[name]["environment"]) - known
+        assert not unknown, f"{name} sets variables the settings do not read: {sorted(unknown)}"
+    # What the file reads from the operator's shell, for every service, third-party ones included.
+    interpolated = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE_FILE.read_text()))
+    assert interpolated - known == set(), f"not runbook names: {sorted(interpolated - known)}"
+    assert {"SECRET_KEY", "REDIS_URL", "MODEL_BACKEND", "TURN__SHARED_SECRET"} <= known
+
+
+def test_each_replica_and_bridge_starts_with_its_environment(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The values, not only the names: each of our services' environment is accepted by the settings."""
+    for variable in settings_variables():
+        monkeypatch.delenv(variable, raising=False)
+    for name in ("app-1", "app-2", "sip-bridge-1", "sip-bridge-2"):
+        with monkeypatch.context() as scoped:
+            for variable, value in services[name]["environment"].items():
+                scoped.setenv(variable, str(value))
+            settings = load_settings()
+        assert settings.redis_url == "redis://redis:6379/0"
+        assert settings.turn.urls and settings.turn.shared_secret is not None
+        if name.startswith("sip-bridge"):
+            assert settings.sip.enabled and settings.sip.host == "0.0.0.0"
+
+
+def test_the_phone_profile_routes_through_kamailio_to_both_bridges(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    kamailio = services["kamailio"]
+    address = kamailio["networks"]["default"]["ipv4_address"]
+    listed = (REPO_ROOT / "configs" / "kamailio" / "dispatcher.compose.list").read_text()
+    bridges = re.findall(r"^1\s+sip:([a-z0-9-]+):5060", listed, flags=re.MULTILINE)
+    assert sorted(bridges) == ["sip-bridge-1", "sip-bridge-2"]
+    for bridge in bridges:
+        assert kamailio["depends_on"][bridge]["condition"] == "service_healthy"
+        peers = yaml.safe_load(services[bridge]["environment"]["SIP__ALLOWED_PEERS"])
+        assert f"{address}/32" in peers, f"{bridge} would refuse Kamailio's calls"
+
+
+def _free_udp_and_tcp_port() -> int:
+    for _ in range(20):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+        return port
+    raise AssertionError("no free port on loopback")
+
+
+def test_the_bridges_health_check_answers_from_a_real_bridge_and_fails_without_one(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """The hand-written SIP probe compose declares, run against ``python -m media.sip`` itself."""
+    probe = services["sip-bridge-1"]["healthcheck"]["test"]
+    assert probe[:3] == ["CMD", ".venv/bin/python", "-c"]
+    port = _free_udp_and_tcp_port()
+    code = probe[3].replace("5060", str(port))
+    env = {
+        **os.environ,
+        "SIP__ENABLED": "true",
+        "SIP__HOST": "127.0.0.1",
+        "SIP__PORT": str(port),
+        "SIP__RTP_PORT_MIN": "29400",
+        "SIP__RTP_PORT_MAX": "29409",
+        "ESCALATIONS_DIR": str(tmp_path / "escalations"),
+        "CLINICIAN__AUDIT_LOG": str(tmp_path / "audit.log"),
+    }
+    log = tmp_path / "bridge.log"
+    with log.open("w") as output:
+        bridge = subprocess.Popen(
+            [sys.executable, "-m", "media.sip"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while "SIP bridge ready" not in log.read_text() and time.monotonic() < deadline:
+            assert bridge.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.2)
+        assert "SIP bridge ready" in log.read_text(), "the bridge did not start within 90 s"
+        check = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=15)
+        assert check.returncode == 0, check.stderr
+    finally:
+        bridge.terminate()
+        try:
+            bridge.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            bridge.kill()
+            bridge.wait(timeout=5)
+    # Nothing answers now: the same probe fails, so a dead bridge is reported unhealthy.
+    check = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=15)
+    assert check.returncode != 0
+
+
+def test_haproxy_config_is_valid_and_balances_the_two_replicas(services: dict[str, dict[str, Any]]) -> None:
+    haproxy = _tool("haproxy", "haproxy")
+    # The replicas' names do not resolve here; init-addr lets the check pass without them.
+    result = subprocess.run(
+        [haproxy, "-c", "-f", str(HAPROXY_CFG)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Configuration file is valid" in result.stdout + result.stderr
+    text = HAPROXY_CFG.read_text()
+    servers = re.findall(r"^\s*server\s+(\S+)\s+([a-z0-9-]+):(\d+)\s+cookie\s+(\S+)", text, re.MULTILINE)
+    assert [(host, port) for _, host, port, _ in servers] == [("app-1", "8000"), ("app-2", "8000")]
+    assert all(host in services for _, host, _, _ in servers)
+    assert re.search(r"^\s*option httpchk GET /health$", text, re.MULTILINE)
+    assert re.search(r"^\s*balance leastconn$", text, re.MULTILINE)
+    assert re.search(r"^\s*cookie SERVERID insert indirect nocache", text, re.MULTILINE)
+    # docker-compose 1.29 writes mounts in the short form, source:target:mode.
+    mounts = [mount.split(":") for mount in services["haproxy"]["volumes"]]
+    assert [Path(mount[0]) for mount in mounts if mount[1].endswith("/haproxy.cfg")] == [HAPROXY_CFG]
