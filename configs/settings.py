@@ -297,6 +297,46 @@ class TurnSettings(BaseModel):
         return self
 
 
+class LiveKitSettings(BaseModel):
+    """A LiveKit server the clinic already runs, for rooms across machines (docs/rooms.md).
+
+    Unset (no ``LIVEKIT__URL``), rooms are this server's own, peer to peer. Set, this server mints
+    the access tokens of the patient, the clinician and the agent for a session's LiveKit room,
+    signed with ``LIVEKIT__API_SECRET``, each with its own explicit grants and expiring
+    ``LIVEKIT__TOKEN_TTL_S`` after it is minted (a token only needs to last until it is used to
+    join; the connection then outlives it).
+    """
+
+    url: str | None = None  # wss://livekit.example.org
+    api_key: str | None = None
+    api_secret: SecretStr | None = None
+    token_ttl_s: int = 600
+    agent_name: str = "patient-advocacy-agent"  # the worker the server dispatches into a room
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_livekit(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            return None
+        if value is not None and not value.lower().startswith(("wss://", "ws://", "https://", "http://")):
+            raise ValueError("LIVEKIT__URL must be a ws(s):// or http(s):// URL")
+        return value
+
+    @field_validator("token_ttl_s")
+    @classmethod
+    def _ttl_is_short(cls, value: int) -> int:
+        if value < 30:
+            raise ValueError(f"LIVEKIT__TOKEN_TTL_S must be at least 30 seconds, not {value}")
+        return int(_duration("LIVEKIT__TOKEN_TTL_S", value, HOUR))
+
+    @model_validator(mode="after")
+    def _server_has_credentials(self) -> LiveKitSettings:
+        secret = self.api_secret.get_secret_value() if self.api_secret else ""
+        if self.url and not (self.api_key and secret.strip()):
+            raise ValueError("LIVEKIT__URL needs LIVEKIT__API_KEY and LIVEKIT__API_SECRET")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything the service reads at start-up; nothing else reads the environment."""
 
@@ -339,6 +379,7 @@ class Settings(BaseSettings):
     sessions: SessionSettings = Field(default_factory=SessionSettings)
     escalations: EscalationSettings = Field(default_factory=EscalationSettings)
     turn: TurnSettings = Field(default_factory=TurnSettings)
+    livekit: LiveKitSettings = Field(default_factory=LiveKitSettings)
 
     @field_validator("log_level")
     @classmethod
