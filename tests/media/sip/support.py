@@ -228,6 +228,40 @@ def cancel_after_ringing() -> str:
     )
 
 
+def call_through_a_proxy(hold_ms: int) -> str:
+    """A call through a record-routing proxy (Kamailio): INVITE, 200, ACK, ``hold_ms`` of call, BYE.
+
+    The 200's Record-Route set is kept (``rrs``) and the ACK and BYE go to the bridge's Contact
+    through that route (``[next_url]``, ``[routes]``), as RFC 3261 12.2 asks: a proxy that stays
+    in the path drops in-dialog requests that skip its route.
+    """
+    sdp = SDP.format(version=1, direction="sendrecv")
+    return (
+        _request("INVITE", 1, sdp=sdp, in_dialog=False)
+        + """
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rtd="true" rrs="true"/>"""
+        + _routed("ACK", 1, retrans=False)
+        + pause(hold_ms)
+        + _routed("BYE", 2, retrans=True)
+        + '\n  <recv response="200" crlf="true"/>'
+    )
+
+
+def _routed(method: str, cseq: int, *, retrans: bool) -> str:
+    return f"""
+  <send{' retrans="500"' if retrans else ""}>
+    <![CDATA[
+      {method} [next_url] SIP/2.0
+      {HEADERS.format(to_tag="[peer_tag_param]")}
+      [routes]
+      CSeq: {cseq} {method}
+      Content-Length: 0
+    ]]>
+  </send>"""
+
+
 def scenario(name: str, *steps: str) -> str:
     body = "".join(steps)
     return f'<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="{name}">{body}\n</scenario>\n'
@@ -273,8 +307,13 @@ async def run_sipp(
     rate: int = 1,
     timeout_s: float = 60.0,
     transport: str = "u1",
+    limit: int | None = None,
+    extra: tuple[str, ...] = (),
 ) -> SippRun:
-    """Run one SIPp scenario against 127.0.0.1:``server_port`` (bounded by ``timeout_s``)."""
+    """Run one SIPp scenario against 127.0.0.1:``server_port`` (bounded by ``timeout_s``).
+
+    ``limit``: calls at once (default: all of them); ``extra``: more SIPp arguments.
+    """
     sipp = shutil.which("sipp")
     assert sipp, "SIPp is needed: apt-get install sip-tester (scripts/test.sh installs it)"
     folder.mkdir(parents=True, exist_ok=True)
@@ -283,9 +322,9 @@ async def run_sipp(
     media_port = free_udp_port(even=True, span=4)
     command = [
         sipp, f"127.0.0.1:{server_port}", "-sf", str(path), "-i", "127.0.0.1", "-p", str(free_udp_port()),
-        "-mi", "127.0.0.1", "-mp", str(media_port), "-t", transport, "-m", str(calls), "-l", str(calls),
-        "-r", str(rate), "-nostdin", "-timeout", f"{int(timeout_s)}s", "-timeout_error", "-trace_err",
-        "-max_recv_loops", "1000",
+        "-mi", "127.0.0.1", "-mp", str(media_port), "-t", transport, "-m", str(calls),
+        "-l", str(limit or calls), "-r", str(rate), "-nostdin", "-timeout", f"{int(timeout_s)}s",
+        "-timeout_error", "-trace_err", "-max_recv_loops", "1000", *extra,
     ]  # fmt: skip
     process = await asyncio.create_subprocess_exec(
         *command, cwd=folder, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
