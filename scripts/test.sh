@@ -17,6 +17,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)  # the shared st
 command -v turnserver >/dev/null 2>&1 || need+=(coturn)  # the TURN tests' relay (coturn)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)  # validates docker-compose.yml
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)  # checks configs/haproxy/haproxy.cfg
+[ -x /usr/sbin/kamailio ] || command -v kamailio >/dev/null 2>&1 || need+=(kamailio)  # tests/media/test_kamailio.py
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     say "installing Debian packages for the browser, phone and shared-state tests: ${need[*]}"
