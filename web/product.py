@@ -10,6 +10,10 @@ What is built here is built once per process and shared by every session: the br
 backend (so that a brain that cannot be built fails at start-up, not at the first patient),
 the case retriever, the escalation queue and its store, the rooms, the session host and, when
 the settings enable it, the SIP bridge. Per-session state lives in the pipeline's processors.
+
+The shared state (``web/shared``: Redis with ``REDIS_URL``, else this process's memory) is opened
+by ``start``, being async, and the escalation queue becomes this replica's view of the queue in
+it; a product that is never started (a replay, the evaluation) keeps its queue to itself.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from media.turn import ice_servers
 from pipeline.session import warm_up
 from rag.retrieval import Retriever
 from web.queue import EscalationQueue
+from web.shared import SharedStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,7 @@ class Product:
     rooms: Rooms
     host: SessionHost
     phone: SipServer | None
+    shared: SharedStore | None = None  # opened by ``start``
 
     async def warm_up(self) -> None:
         """Pay every first-use cost (models, indexes, compilation) before the first patient.
@@ -59,7 +65,15 @@ class Product:
         warm_up(self.settings)  # after the other loads: it freezes them (pipeline/heap.py)
 
     async def start(self) -> None:
-        """Warm up, then open the phone line (when there is one)."""
+        """Open the shared state and share the queue through it (first: a wrong ``REDIS_URL`` fails
+        at once, not after the warm-up), warm up, then open the phone line (when there is one)."""
+        self.shared = await open_store(self.settings)
+        try:
+            await self.queue.share(self.shared)
+        except BaseException:
+            await self.shared.close()
+            self.shared = None
+            raise
         await self.warm_up()
         if self.phone is not None:
             await self.phone.start()
@@ -69,6 +83,9 @@ class Product:
         if self.phone is not None:
             await self.phone.stop()
         await self.queue.close()
+        if self.shared is not None:
+            await self.shared.close()
+            self.shared = None
 
 
 def build_product(
