@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import regex
+from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,11 @@ PLACEHOLDERS = {
 }
 
 FINDINGS_FILE = Path(__file__).with_name("findings.yaml")
+# Every text ``redact`` could not clean (it raised): what it was for is then withheld or sent
+# without words (a log line, an escalation's transcript), and an operator is told (alert on any).
+REDACTION_FAILURES_TOTAL = Counter(
+    "redaction_failures", "Texts the redactor failed on (none of them kept or sent as they were)."
+)
 
 # --- words that are not names -----------------------------------------------------------------
 
@@ -772,9 +778,21 @@ def find_pii(text: str) -> list[tuple[str, int, int]]:
 
 
 def redact(text: str) -> str:
-    """``text`` with personal data replaced by typed placeholders (``<NAME>``, ``<PHONE>`` ...)."""
+    """``text`` with personal data replaced by typed placeholders (``<NAME>``, ``<PHONE>`` ...).
+
+    Raises whatever the analyzer raised (a text over spaCy's length limit, a broken engine): each
+    caller fails safe its own way. Each failure is counted (``redaction_failures_total``).
+    """
     if not text or not text.strip():
         return text
+    try:
+        return _redact(text)
+    except Exception:
+        REDACTION_FAILURES_TOTAL.inc()
+        raise
+
+
+def _redact(text: str) -> str:
     from presidio_anonymizer.entities import OperatorConfig
 
     analyzer, anonymizer = _engines()

@@ -40,7 +40,7 @@ from media.room import ClinicianSpeakingFrame, PatientSide, Room
 from media.room_observer import RoomObserver
 from media.rooms import Rooms
 from pipeline.heap import collect_ended_session
-from pipeline.metrics import ACTIVE_SESSIONS, SESSION_CAPACITY, SESSIONS_TOTAL
+from pipeline.metrics import ACTIVE_SESSIONS, SESSION_CAPACITY, SESSIONS_REFUSED_TOTAL, SESSIONS_TOTAL
 from pipeline.observers import EscalationObserver, VoiceLatencyObserver
 from pipeline.session import SessionContext, make_worker, patient_session, run_worker, text_session
 from pipeline.turn_observers import turn_observers
@@ -161,6 +161,7 @@ class SessionHost:
         """
         cap = self.settings.sessions.max_concurrent if limit is None else limit
         if self.in_use() >= cap:
+            SESSIONS_REFUSED_TOTAL.inc()  # every transport is refused here: /api/offer and the phone
             raise LinesBusy
         self._reserved += 1
         return Line(self)

@@ -49,6 +49,7 @@ from pipeline.frames import (
     PreemptiveTurnSettledFrame,
     SimilarCasesFrame,
 )
+from pipeline.metrics import MODEL_BACKEND_ERRORS_TOTAL, MODEL_BACKEND_TIMEOUTS_TOTAL
 
 log = logging.getLogger(__name__)
 REPLY_DEADLINE_FACTOR = 3.0  # the whole reply, in multiples of the time allowed for its first words
@@ -61,6 +62,9 @@ class BrainProcessor(FrameProcessor):
         super().__init__()
         self._backend = backend
         self._timeout_s = first_text_timeout_s
+        # Zero series for this backend from the start: an alert sees the first failure as a rise.
+        MODEL_BACKEND_TIMEOUTS_TOTAL.labels(backend=backend.name)
+        MODEL_BACKEND_ERRORS_TOTAL.labels(backend=backend.name)
         self._channel = channel
         self._history: list[Utterance] = []
         self._latest_image: CameraImage | None = None
@@ -188,10 +192,12 @@ class BrainProcessor(FrameProcessor):
                     await self.push_frame(LLMTextFrame(piece))
         except TimeoutError:
             failure = "the brain timed out"
+            MODEL_BACKEND_TIMEOUTS_TOTAL.labels(backend=self._backend.name).inc()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any backend failure must fail safe
             log.error("brain backend failed: %s", type(exc).__name__)
+            MODEL_BACKEND_ERRORS_TOTAL.labels(backend=self._backend.name).inc()
             failure = f"the brain failed ({type(exc).__name__})"
         if not produced and not failure:
             failure = "the brain produced no reply"

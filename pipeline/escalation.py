@@ -66,7 +66,12 @@ from pipeline.frames import (
     ProcessorFailedFrame,
     SimilarCasesFrame,
 )
-from pipeline.metrics import ESCALATION_FAILURES_TOTAL, ESCALATIONS_TOTAL, PREDICTION_CONFIDENCE
+from pipeline.metrics import (
+    ESCALATION_FAILURES_TOTAL,
+    ESCALATIONS_TOTAL,
+    PREDICTION_CONFIDENCE,
+    EscalationCause,
+)
 from pipeline.second_opinion import SecondOpinionFrame
 
 log = logging.getLogger(__name__)
@@ -117,15 +122,18 @@ class EscalationProcessor(FrameProcessor):
             await self._on_state(frame)
         elif isinstance(frame, SecondOpinionFrame):
             await self.push_frame(frame, direction)
-            await self._escalate(frame.assessment(self._escalate_from))
+            await self._escalate(frame.assessment(self._escalate_from), EscalationCause.SECOND_OPINION)
         elif isinstance(frame, BrainFailedFrame):
             log.error("brain failure (%s): escalating", frame.reason)
-            await self._escalate(Assessment.failed(frame.reason), spoken_prefix=FAILURE_PREFIX)
+            await self._escalate(
+                Assessment.failed(frame.reason), EscalationCause.BRAIN_FAILURE, spoken_prefix=FAILURE_PREFIX
+            )
         elif isinstance(frame, ProcessorFailedFrame):
             log.error("processor failure (%s): escalating", frame.reason)
-            await self._escalate(Assessment.failed(frame.reason), spoken_prefix=FAILURE_PREFIX)
+            failed = Assessment.failed(frame.reason)
+            await self._escalate(failed, EscalationCause.PROCESSOR_FAILURE, spoken_prefix=FAILURE_PREFIX)
         elif isinstance(frame, ClinicianRequestFrame):
-            await self._escalate(Assessment.requested(frame.how))
+            await self._escalate(Assessment.requested(frame.how), EscalationCause.PATIENT_REQUEST)
         elif isinstance(frame, BRAIN_REPLY) and direction == FrameDirection.DOWNSTREAM:
             if not self._escalation:  # escalated: the brain's reply racing it is not said
                 await self.push_frame(frame, direction)
@@ -158,11 +166,14 @@ class EscalationProcessor(FrameProcessor):
             PREDICTION_CONFIDENCE.observe(assessment.confidence)
         if assessment.escalate:
             # The words that met the red flag reach the record even though the turn is not over.
-            await self._escalate(assessment, trigger="" if frame.revised else frame.text)
+            trigger = "" if frame.revised else frame.text
+            await self._escalate(assessment, EscalationCause.RED_FLAG, trigger=trigger)
 
     # --- escalation ---------------------------------------------------------------------
 
-    async def _escalate(self, assessment: Assessment, spoken_prefix: str = "", trigger: str = "") -> None:
+    async def _escalate(
+        self, assessment: Assessment, cause: EscalationCause, spoken_prefix: str = "", trigger: str = ""
+    ) -> None:
         # One at a time: a system frame (a keypad 0, a processor failure) may ask while a state's
         # escalation is still being handed off.
         async with self._escalating:
@@ -171,12 +182,14 @@ class EscalationProcessor(FrameProcessor):
                     # Already escalated, and now it is more urgent (an emergency): say so, and the
                     # clinician's record of the same escalation says so too.
                     message = escalation_message(assessment.level, self._emergency_number)
-                    await self._raise_alarm(assessment, message, trigger)
+                    await self._raise_alarm(assessment, cause, message, trigger)
                 return
             message = escalation_message(assessment.level, self._emergency_number)
-            await self._raise_alarm(assessment, f"{spoken_prefix} {message}".strip(), trigger)
+            await self._raise_alarm(assessment, cause, f"{spoken_prefix} {message}".strip(), trigger)
 
-    async def _raise_alarm(self, assessment: Assessment, message: str, trigger: str) -> None:
+    async def _raise_alarm(
+        self, assessment: Assessment, cause: EscalationCause, message: str, trigger: str
+    ) -> None:
         """Hand the record to the clinicians first, then stop the agent and tell the patient.
 
         The hand-off comes before anything that can fail or be cut short (the interruption, the
@@ -188,7 +201,7 @@ class EscalationProcessor(FrameProcessor):
         raised = self._record is not None
         if await self._hand_off(record, assessment):
             self._escalation, self._record = assessment, record
-            ESCALATIONS_TOTAL.labels(level=level.value).inc()
+            ESCALATIONS_TOTAL.labels(level=level.value, cause=cause.value).inc()
         rules = ",".join(assessment.rule_ids)
         log.warning("escalation%s: level=%s rules=%s", " raised" if raised else "", level.value, rules)
         # Said whether or not a clinician took it: the emergency advice is the patient's to hear.

@@ -21,7 +21,7 @@ from pipecat.observers.base_observer import BaseObserver, FramePushed
 from agent.escalation import EscalationRecord
 from agent.policy import Urgency
 from pipeline.frames import AgentUtteranceFrame, EscalationFrame
-from pipeline.metrics import ESCALATION_FAILURES_TOTAL, VOICE_TO_VOICE_SECONDS
+from pipeline.metrics import ESCALATION_FAILURES_TOTAL, PREDICTION_LATENCY_MS, VOICE_TO_VOICE_SECONDS
 
 log = logging.getLogger(__name__)
 # How long a session's clean-up waits for escalation hand-offs still under way.
@@ -48,7 +48,7 @@ class _Once:
 
 
 class VoiceLatencyObserver(BaseObserver):
-    """Voice-to-voice latency of every reply into the Prometheus histogram."""
+    """Voice-to-voice latency of every reply into the Prometheus histograms (seconds, and milliseconds)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -71,6 +71,7 @@ class VoiceLatencyObserver(BaseObserver):
             latency = time.monotonic() - self._speech_end
             self.latencies_s.append(latency)
             VOICE_TO_VOICE_SECONDS.observe(latency)
+            PREDICTION_LATENCY_MS.observe(latency * 1000.0)  # the runbook's name and unit
             self._turn_ended = False
 
 

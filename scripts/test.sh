@@ -18,6 +18,7 @@ command -v turnserver >/dev/null 2>&1 || need+=(coturn)  # the TURN tests' relay
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)  # validates docker-compose.yml
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)  # checks configs/haproxy/haproxy.cfg
 [ -x /usr/sbin/kamailio ] || command -v kamailio >/dev/null 2>&1 || need+=(kamailio)  # tests/media/test_kamailio.py
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)  # promtool tests configs/prometheus; the alerts end to end
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     say "installing Debian packages for the browser, phone and shared-state tests: ${need[*]}"

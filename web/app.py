@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 
 from configs.settings import Settings
 from media.turn import ice_servers, page_ice_config
+from pipeline.metrics import ESCALATION_STORE_FAILING
 from web.admission import AddressLimit, BodySizeLimit, JsonDepthLimit, client_address, lines_busy
 from web.audit import AuditLog
 from web.auth import Auth
@@ -150,6 +151,9 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
 
     def escalations_not_taken() -> int:  # since this app started
         return escalations_not_taken_so_far() - not_taken_before
+
+    # Read at each scrape: the alert on records not written sees what /health sees.
+    ESCALATION_STORE_FAILING.set_function(lambda: float(queue.storage_status()["storage"] == "failing"))
 
     def overall() -> str:
         """``degraded`` while a clinician could miss something: escalation records or the audit log

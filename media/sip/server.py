@@ -45,6 +45,7 @@ from media.sip.transaction import (
     transaction_key,
 )
 from media.sip.transport import SipCallTransport
+from pipeline.metrics import SIP_BRIDGE_UP
 
 log = logging.getLogger(__name__)
 SERVER_NAME = "patient-advocacy-agent"
@@ -127,9 +128,11 @@ class SipServer:
             )
             self.port = self._tcp.sockets[0].getsockname()[1]
         log.info("SIP bridge listening on %s:%d (%s)", sip.host, self.port, "+".join(sip.transports))
+        SIP_BRIDGE_UP.labels(port=str(self.port)).set(1)
 
     async def stop(self) -> None:
         """Hang up every call (BYE), then close the listeners."""
+        SIP_BRIDGE_UP.labels(port=str(self.port)).set(0)
         calls = list(self.calls.values())
         if calls:
             hangups = [asyncio.create_task(call.hangup("server stopping")) for call in calls]
