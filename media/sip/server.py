@@ -69,6 +69,9 @@ class _Datagrams(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:  # ICMP unreachable and the like
         log.debug("udp error: %s", type(exc).__name__)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.listener_lost("udp", exc)
+
 
 class SipServer:
     def __init__(self, settings: Settings, host: SessionHost, *, timers: Timers | None = None) -> None:
@@ -84,6 +87,7 @@ class SipServer:
         self._tcp_writers: set[asyncio.StreamWriter] = set()
         self._tcp_per_address: Counter[str] = Counter()
         self._tasks: set[asyncio.Task] = set()
+        self._stopping = False
         self._transactions = ServerTransactions(self.timers)
         self._client = ClientTransactions(self.timers)
         self._ports = PortPool(sip.rtp_port_min, sip.rtp_port_max)
@@ -130,9 +134,22 @@ class SipServer:
         log.info("SIP bridge listening on %s:%d (%s)", sip.host, self.port, "+".join(sip.transports))
         SIP_BRIDGE_UP.labels(port=str(self.port)).set(1)
 
+    def listener_lost(self, transport: str, exc: Exception | None) -> None:
+        """A listener closed while the bridge was not stopping: callers get no answer on it."""
+        if self._stopping:
+            return
+        log.error(
+            "SIP bridge stopped listening on %s (%s)", transport, type(exc).__name__ if exc else "closed"
+        )
+        SIP_BRIDGE_UP.labels(port=str(self.port)).set(0)  # SipBridgeDown (configs/prometheus)
+
     async def stop(self) -> None:
         """Hang up every call (BYE), then close the listeners."""
-        SIP_BRIDGE_UP.labels(port=str(self.port)).set(0)
+        # A bridge stopped on purpose (the process shutting down) has nothing left to report: its
+        # series goes, rather than reading 0 and paging someone for a deliberate stop.
+        self._stopping = True
+        with contextlib.suppress(KeyError):
+            SIP_BRIDGE_UP.remove(str(self.port))
         calls = list(self.calls.values())
         if calls:
             hangups = [asyncio.create_task(call.hangup("server stopping")) for call in calls]

@@ -167,7 +167,9 @@ async def test_a_call_refused_because_every_line_is_taken_is_counted(tmp_path: P
         await server.stop()
 
 
-async def test_the_phone_bridge_says_it_is_up_while_it_listens_and_down_once_stopped(tmp_path: Path) -> None:
+async def test_the_phone_bridge_says_it_is_up_while_it_listens_and_nothing_once_stopped(
+    tmp_path: Path,
+) -> None:
     from tests.media.sip.test_lines import start_server
 
     server = await start_server(tmp_path, lines=1)
@@ -176,7 +178,21 @@ async def test_the_phone_bridge_says_it_is_up_while_it_listens_and_down_once_sto
         assert REGISTRY.get_sample_value("sip_bridge_up", {"port": port}) == 1.0
     finally:
         await server.stop()
-    assert REGISTRY.get_sample_value("sip_bridge_up", {"port": port}) == 0.0
+    # Stopped on purpose: no series left to read 0 and fire SipBridgeDown for a deliberate stop.
+    assert REGISTRY.get_sample_value("sip_bridge_up", {"port": port}) is None
+
+
+async def test_a_phone_bridge_whose_listener_dies_says_it_is_down(tmp_path: Path) -> None:
+    from tests.media.sip.test_lines import start_server
+
+    server = await start_server(tmp_path, lines=1)
+    port = str(server.port)
+    try:
+        server._udp.close()  # the socket goes away under a running bridge
+        await asyncio.sleep(0.05)
+        assert REGISTRY.get_sample_value("sip_bridge_up", {"port": port}) == 0.0
+    finally:
+        await server.stop()
 
 
 # --- escalation records not written -----------------------------------------------------------
