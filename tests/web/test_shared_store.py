@@ -9,72 +9,23 @@ skipped on a workstation and fails in CI (``CI=true``): scripts/test.sh installs
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from configs.settings import ConfigError, load_settings
+from tests.web.conftest import RedisServer
 from web.shared import MemoryStore, RedisStore, SharedStore, StoreError, open_store
 
 WAITING = {"status": "waiting", "patient": "session-1", "findings": [], "flags": ["bleeding"]}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A redis-server of our own on 127.0.0.1, nothing saved to disk, stopped afterwards."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        reason = "Debian's redis-server is not installed (scripts/test.sh installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    workdir: Path = tmp_path_factory.mktemp("redis")
-    for _ in range(3):  # another process may take the free port before redis-server binds it
-        port = _free_port()
-        args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
-        process = subprocess.Popen(
-            [*args, "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 10
-        while process.poll() is None and time.monotonic() < deadline and not _answers(port):
-            time.sleep(0.05)
-        if process.poll() is None and _answers(port):
-            break
-        process.kill()
-        process.wait(timeout=5)
-    else:
-        pytest.fail("redis-server did not start on loopback")
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+def redis_url(shared_redis: RedisServer) -> str:
+    """The module's own redis-server (``tests/web/conftest.py``)."""
+    return shared_redis.url
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -304,8 +255,10 @@ def test_a_redis_url_that_is_not_redis_is_refused_at_start_up() -> None:
         load_settings(redis_url="http://user:hunter2@cache:6379")
 
 
-async def test_an_unreachable_redis_fails_at_start_up_without_showing_its_password() -> None:
-    url = f"redis://:hunter2@127.0.0.1:{_free_port()}/0"  # nothing listens there
+async def test_an_unreachable_redis_fails_at_start_up_without_showing_its_password(
+    unused_tcp_port: int,
+) -> None:
+    url = f"redis://:hunter2@127.0.0.1:{unused_tcp_port}/0"  # nothing listens there
     with pytest.raises(StoreError, match="REDIS_URL: Redis does not answer") as raised:
         await open_store(load_settings(redis_url=url))
     assert "hunter2" not in str(raised.value)
