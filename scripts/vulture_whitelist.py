@@ -12,6 +12,7 @@ here needs a reason; dead code is deleted instead.
 _.connection_made
 _.datagram_received
 _.error_received
+_.connection_lost
 
 # Called by pipecat: observer hooks, transport output, event handlers registered by decorator.
 _.on_push_frame
