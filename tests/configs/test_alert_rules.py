@@ -9,16 +9,14 @@ is ``tests/web/test_prometheus_e2e.py``.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.configs.test_dashboard import exported_metric_names, metric_names
+from tests.debian_tools import debian_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = REPO_ROOT / "configs" / "prometheus"
@@ -29,13 +27,7 @@ NOT_THE_APPS = {"up", "patient_advocacy:opening_hours"}
 
 
 def promtool() -> str:
-    binary = shutil.which("promtool")
-    if binary is None:
-        reason = "Debian's prometheus (promtool) is not installed (scripts/test.sh installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return binary
+    return debian_tool("promtool", "prometheus (promtool)")
 
 
 def alert_rules() -> list[dict]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import yaml
 from pydantic import BaseModel
 
 from configs.settings import REPO_ROOT, Settings, load_settings
+from tests.debian_tools import debian_tool
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 HAPROXY_CFG = REPO_ROOT / "configs" / "haproxy" / "haproxy.cfg"
@@ -31,22 +31,18 @@ SECRETS = {"SECRET_KEY": "k" * 48, "TURN__SHARED_SECRET": "turn-secret-for-the-t
 ALL_PROFILES = ("phone", "gpu")
 
 
-def _tool(name: str, package: str) -> str:
-    binary = shutil.which(name)
-    if binary is None:
-        reason = f"Debian's {package} is not installed (scripts/test.sh installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return binary
-
-
 def _compose_config(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """``docker-compose config`` with every profile, from ``env`` alone (no .env, no shell vars)."""
     empty = tmp_path / "empty.env"
     empty.write_text("")
     profiles = [arg for profile in ALL_PROFILES for arg in ("--profile", profile)]
-    command = [_tool("docker-compose", "docker-compose"), "--env-file", str(empty), "-f", str(COMPOSE_FILE)]
+    command = [
+        debian_tool("docker-compose", "docker-compose"),
+        "--env-file",
+        str(empty),
+        "-f",
+        str(COMPOSE_FILE),
+    ]
     base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
     return subprocess.run(
         [*command, *profiles, "config"],
@@ -252,7 +248,7 @@ def test_the_bridges_health_check_answers_from_a_real_bridge_and_fails_without_o
 
 
 def test_haproxy_config_is_valid_and_balances_the_two_replicas(services: dict[str, dict[str, Any]]) -> None:
-    haproxy = _tool("haproxy", "haproxy")
+    haproxy = debian_tool("haproxy", "haproxy")
     # The replicas' names do not resolve here; init-addr lets the check pass without them.
     result = subprocess.run(
         [haproxy, "-c", "-f", str(HAPROXY_CFG)], capture_output=True, text=True, timeout=30

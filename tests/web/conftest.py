@@ -8,8 +8,6 @@ installs it.
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -17,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.debian_tools import debian_tool
 
 
 def _free_port() -> int:
@@ -89,13 +89,7 @@ class RedisServer:
 
 
 def _redis_binary() -> str:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        reason = "Debian's redis-server is not installed (scripts/test.sh installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return binary
+    return debian_tool("redis-server", "redis-server")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ Prometheus's HTTP API (``/api/v1/alerts``) with its runbook page.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 from pathlib import Path
 
@@ -23,7 +22,8 @@ import uvicorn
 import yaml
 
 from agent.policy import Urgency
-from tests.configs.test_alert_rules import ALERTS, promtool
+from tests.configs.test_alert_rules import ALERTS
+from tests.debian_tools import debian_tool
 from tests.web.test_clinician_routes import escalation
 from tests.web.test_faults import server_settings
 from web.app import create_app
@@ -40,11 +40,7 @@ def free_port() -> int:
 
 
 def prometheus_binary() -> str:
-    promtool()  # the same package: fails in CI, skips locally, when it is not installed
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("Debian's prometheus is not installed (scripts/test.sh installs it)")
-    return binary
+    return debian_tool("prometheus", "prometheus")
 
 
 def immediate_rules(target: Path) -> Path:

@@ -8,8 +8,6 @@ workstation and fail in CI (``CI=true``): scripts/test.sh installs coturn.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -19,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from aioice import stun
+
+from tests.debian_tools import debian_tool
 
 SECRET = "the-clinics-shared-turn-secret"
 REALM = "test"
@@ -57,12 +57,7 @@ def _answers(port: int) -> bool:
 @contextlib.contextmanager
 def coturn(workdir: Path, secret: str = SECRET) -> Iterator[Coturn]:
     """Start ``turnserver`` on a free loopback port; stop it on the way out."""
-    binary = shutil.which("turnserver")
-    if binary is None:
-        reason = "Debian's coturn is not installed (scripts/test.sh installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    binary = debian_tool("turnserver", "coturn")
     for _ in range(3):  # another process may take the free port before turnserver binds it
         port = _free_udp_port()
         args = [
