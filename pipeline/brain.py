@@ -45,6 +45,7 @@ from pipeline.frames import (
     ClinicalStateFrame,
     EscalationFrame,
     EscalationResolvedFrame,
+    KeptEarly,
     PreemptiveTurnFrame,
     PreemptiveTurnSettledFrame,
     SimilarCasesFrame,
@@ -73,7 +74,7 @@ class BrainProcessor(FrameProcessor):
         self._escalated = False
         self._asked_instead = False  # this turn was answered with a question of triage's own
         self._draft: _Draft | None = None  # a draft turn answered, not yet settled
-        self._kept_drafts: set[int] = set()  # settled as kept before their draft came by
+        self._kept_early = KeptEarly()  # a settlement that overtook its draft
 
     @property
     def assessment(self) -> Assessment | None:
@@ -134,8 +135,7 @@ class BrainProcessor(FrameProcessor):
         Not while escalated (the safety layer speaks then), nor without triage's state of it."""
         if self._escalated or draft.state is None or draft.state.ask is not None:
             return
-        kept = draft.draft_id in self._kept_drafts
-        self._kept_drafts.discard(draft.draft_id)
+        kept = self._kept_early.take(draft.draft_id)
         self._draft = _Draft(draft.draft_id, draft.text, len(self._history), kept)
         await self.push_frame(draft)
         await self._answer(draft.text, state=draft.state)
@@ -143,8 +143,7 @@ class BrainProcessor(FrameProcessor):
     def _on_draft_settled(self, settled: PreemptiveTurnSettledFrame) -> None:
         draft = self._draft
         if draft is None or draft.draft_id != settled.draft_id:
-            if settled.kept:  # it overtook its draft (a system frame), which is still on its way
-                self._kept_drafts = {settled.draft_id}
+            self._kept_early.note(settled)  # its draft may still be on its way
             return
         if settled.kept:
             draft.kept = True

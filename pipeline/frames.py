@@ -83,6 +83,28 @@ class PreemptiveTurnSettledFrame(SystemFrame):
     kept: bool = False
 
 
+class KeptEarly:
+    """A draft's settlement that overtook the draft itself (a system frame passes queued data).
+
+    Each processor acting on drafts keeps one: ``note`` the settlement it could not match, and when
+    the draft then comes by, ``take`` says whether it was already kept. Only the latest matters:
+    the speech-to-text settles every draft before it sends the next.
+    """
+
+    def __init__(self) -> None:
+        self._draft_id: int | None = None
+
+    def note(self, settled: PreemptiveTurnSettledFrame) -> None:
+        if settled.kept:
+            self._draft_id = settled.draft_id
+
+    def take(self, draft_id: int) -> bool:
+        if self._draft_id != draft_id:
+            return False
+        self._draft_id = None
+        return True
+
+
 @dataclass
 class UnclearSpeechFrame(DataFrame):
     """The patient spoke a turn, but nothing could be made of it (no words Whisper would stand by)."""

@@ -32,7 +32,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from pipeline.frames import PreemptiveTurnFrame, PreemptiveTurnSettledFrame
+from pipeline.frames import KeptEarly, PreemptiveTurnFrame, PreemptiveTurnSettledFrame
 
 log = logging.getLogger(__name__)
 VOICE_FRAMES = (OutputAudioRawFrame, TTSStartedFrame, TTSStoppedFrame, TTSTextFrame)
@@ -44,7 +44,7 @@ class ReplyGate(FrameProcessor):
         self._max_hold_s = max_hold_s
         self._holding: int | None = None  # the draft whose voice is held
         self._held: list[Frame] = []
-        self._kept_drafts: set[int] = set()  # settled as kept before their draft came by
+        self._kept_early = KeptEarly()  # a settlement that overtook its draft
         self._timer: asyncio.Task | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
@@ -67,8 +67,7 @@ class ReplyGate(FrameProcessor):
             await self.push_frame(frame, direction)
 
     async def _on_draft(self, draft_id: int) -> None:
-        if draft_id in self._kept_drafts:  # already kept: its voice plays as it comes
-            self._kept_drafts.discard(draft_id)
+        if self._kept_early.take(draft_id):  # already kept: its voice plays as it comes
             return
         await self._release()  # a voice still held for an earlier draft is not this one's to drop
         self._holding = draft_id
@@ -76,8 +75,7 @@ class ReplyGate(FrameProcessor):
 
     async def _on_settled(self, settled: PreemptiveTurnSettledFrame) -> None:
         if settled.draft_id != self._holding:
-            if settled.kept:  # it overtook its draft (a system frame), which is still on its way
-                self._kept_drafts = {settled.draft_id}
+            self._kept_early.note(settled)  # its draft may still be on its way
             return
         if settled.kept:
             await self._release()

@@ -40,6 +40,7 @@ from agent.language_guard import guard
 from pipeline.frames import (
     AgentLineFrame,
     AgentUtteranceFrame,
+    KeptEarly,
     PreemptiveTurnFrame,
     PreemptiveTurnSettledFrame,
 )
@@ -56,7 +57,7 @@ class SpokenGuardProcessor(FrameProcessor):
         self._reply: list[str] = []  # the sentences of the reply so far, as guarded
         self._reply_started = 0.0
         self._draft: _DraftReply | None = None  # the reply to a draft turn, until it is settled
-        self._kept_drafts: set[int] = set()  # settled as kept before their draft came by
+        self._kept_early = KeptEarly()  # a settlement that overtook its draft
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -65,9 +66,7 @@ class SpokenGuardProcessor(FrameProcessor):
             await self._on_draft_settled(frame)
             return
         if isinstance(frame, PreemptiveTurnFrame) and direction == FrameDirection.DOWNSTREAM:
-            kept = frame.draft_id in self._kept_drafts
-            self._kept_drafts.discard(frame.draft_id)
-            if not kept:
+            if not self._kept_early.take(frame.draft_id):
                 self._draft = _DraftReply(frame.draft_id, copy.deepcopy(self._disclaimers))
         if direction != FrameDirection.DOWNSTREAM:
             await self.push_frame(frame, direction)
@@ -120,8 +119,7 @@ class SpokenGuardProcessor(FrameProcessor):
     async def _on_draft_settled(self, settled: PreemptiveTurnSettledFrame) -> None:
         draft = self._draft
         if draft is None or draft.draft_id != settled.draft_id:
-            if settled.kept:  # it overtook its draft (a system frame), which is still on its way
-                self._kept_drafts = {settled.draft_id}
+            self._kept_early.note(settled)  # its draft may still be on its way
             return
         if not settled.kept:
             self._drop_draft()
