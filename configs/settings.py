@@ -396,6 +396,10 @@ class Settings(BaseSettings):
             return None  # REDIS_URL= (empty) means unset
         scheme = urlsplit(value.strip()).scheme.lower()
         if scheme not in ("redis", "rediss", "unix"):
+    # Proxies whose X-Forwarded-For names the patient (uvicorn's own variable and format: addresses
+    # or networks, comma-separated, "*" for any). Behind HAProxy, rate limits count each patient,
+    # not the proxy; a header from any other peer is ignored.
+    forwarded_allow_ips: str = "127.0.0.1"
             # The URL may carry a password: name its scheme, never the URL.
             raise ValueError(
                 f"REDIS_URL must start with redis://, rediss:// or unix://, not {scheme or 'no'}://"

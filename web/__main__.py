@@ -25,7 +25,15 @@ def main() -> int:
     except ConfigError as exc:
         print(f"refusing to start: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    # proxy_headers off: the app reads X-Forwarded-For itself (FORWARDED_ALLOW_IPS, web/app.py).
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
     return 0
 
 

@@ -1,8 +1,12 @@
 """Admission control: how much one address may ask of the server, and what a full server answers.
 
-- ``AddressLimit``: at most N requests per client address in a moving one-minute window (the
-  ``limits`` library, in memory: one process). Used on ``/api/offer``, the patient's clinician
-  button and clinician sign-in (``SESSIONS__*_PER_MINUTE``).
+- ``AddressLimit``: at most N requests per client address a minute, counted in the shared state
+  (``web/shared``: Redis with ``REDIS_URL``, so the limit holds across replicas; else this
+  process's memory). Used on ``/api/offer``, the patient's clinician button and clinician sign-in
+  (``SESSIONS__*_PER_MINUTE``). If the shared counters fail, each replica counts alone (the
+  ``limits`` library's moving window, in memory) until they are back: a Redis outage neither
+  refuses every patient nor lifts the limit. Behind a proxy the address is the patient's, from
+  ``X-Forwarded-For`` when the proxy is trusted (``FORWARDED_ALLOW_IPS``, given to uvicorn).
 - ``BodySizeLimit``: an ASGI middleware that refuses a request body over ``MAX_REQUEST_BYTES``
   with 413, from its Content-Length before reading it, or as soon as the bytes read pass it.
 - ``JsonDepthLimit``: an ASGI middleware that refuses, with 400, a body whose JSON nesting is deeper
@@ -14,10 +18,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
 import json
+import logging
 import math
 import re
 import time
+from collections.abc import Callable
 
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
@@ -27,7 +36,12 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from configs.settings import Settings
+from web.shared import SharedStore, StoreError
 
+log = logging.getLogger(__name__)
+
+# A hung Redis must not hold a patient's offer: past this, the replica counts alone.
+SHARED_TIMEOUT_S = 0.5
 # No request of ours nests more than two levels; the JSON parser fails near a thousand.
 MAX_JSON_DEPTH = 32
 # A string (to its closing quote, or to the end: one pass, never a rescan) or a bracket.
@@ -35,23 +49,66 @@ _JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
 
 
 def client_address(request: Request) -> str:
-    """The address a request came from (the proxy's, behind one: limits then apply to all of it)."""
+    """The address a request came from: the patient's, also behind a trusted proxy (uvicorn reads
+    its ``X-Forwarded-For`` for the peers in ``FORWARDED_ALLOW_IPS``); else the proxy's own."""
     return request.client.host if request.client else "-"
 
 
+def address_key(settings: Settings) -> bytes:
+    """The key that hashes addresses in the shared counters: the same on every replica."""
+    return settings.secret_key.get_secret_value().encode() if settings.secret_key else b""
+
+
 class AddressLimit:
-    """At most ``per_minute`` requests per address in a moving one-minute window."""
+    """At most ``per_minute`` requests per address a minute, on every replica together.
 
-    def __init__(self, name: str, per_minute: int) -> None:
-        self._name = name
+    ``shared`` gives the store once the product has opened it (None before: counted here). The
+    address is kept in the store only as a keyed hash (``SECRET_KEY``): the counters hold no
+    patient's address in the clear.
+    """
+
+    WINDOW_S = 60.0
+
+    def __init__(
+        self,
+        name: str,
+        per_minute: int,
+        shared: Callable[[], SharedStore | None] = lambda: None,
+        key: bytes = b"",
+    ) -> None:
+        self._name, self._per_minute, self._shared, self._key = name, per_minute, shared, key
         self._item = RateLimitItemPerMinute(per_minute)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._local = MovingWindowRateLimiter(MemoryStorage())
+        self._shared_failing = False
 
-    def hit(self, address: str) -> float:
+    async def hit(self, address: str) -> float:
         """Count one request from ``address``: 0 when it may go on, else seconds until it may."""
-        if self._limiter.hit(self._item, self._name, address):
+        store = self._shared()
+        if store is not None:
+            digest = hmac.new(self._key, address.encode(), hashlib.sha256).hexdigest()[:32]
+            try:
+                hit = await asyncio.wait_for(
+                    store.hit(f"rate:{self._name}:{digest}", self.WINDOW_S), SHARED_TIMEOUT_S
+                )
+            except (StoreError, TimeoutError) as exc:
+                if not self._shared_failing:
+                    log.warning(
+                        "rate limit %s: shared counters failing (%s), counting here",
+                        self._name,
+                        exc or "no answer in time",
+                    )
+                self._shared_failing = True
+            else:
+                if self._shared_failing:
+                    log.info("rate limit %s: shared counters back", self._name)
+                self._shared_failing = False
+                return 0.0 if hit.count <= self._per_minute else max(1.0, hit.window_left_s)
+        return self._hit_here(address)
+
+    def _hit_here(self, address: str) -> float:
+        if self._local.hit(self._item, self._name, address):
             return 0.0
-        reset_at = self._limiter.get_window_stats(self._item, self._name, address).reset_time
+        reset_at = self._local.get_window_stats(self._item, self._name, address).reset_time
         return max(1.0, reset_at - time.time())
 
     @staticmethod

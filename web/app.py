@@ -27,11 +27,19 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from configs.settings import Settings
 from media.turn import ice_servers, page_ice_config
 from pipeline.metrics import ESCALATION_STORE_FAILING
-from web.admission import AddressLimit, BodySizeLimit, JsonDepthLimit, client_address, lines_busy
+from web.admission import (
+    AddressLimit,
+    BodySizeLimit,
+    JsonDepthLimit,
+    address_key,
+    client_address,
+    lines_busy,
+)
 from web.audit import AuditLog
 from web.auth import Auth
 from web.clinician import clinician_routes
@@ -92,23 +100,28 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
         connect_deadline_s=settings.sessions.connect_deadline_s,
         ice_servers=lambda session_id: ice_servers(settings.turn, tag=session_id),
     )
-    offers_limit = AddressLimit("offer", settings.sessions.offers_per_minute)
+    def address_limit(name: str, per_minute: int) -> AddressLimit:  # counted across replicas
+        return AddressLimit(name, per_minute, shared=lambda: product.shared, key=address_key(settings))
+
+    offers_limit = address_limit("offer", settings.sessions.offers_per_minute)
     # A page asks once before each offer (patient) or join (clinician): as often as offers are allowed.
-    ice_limit = AddressLimit("ice-servers", settings.sessions.offers_per_minute)
+    ice_limit = address_limit("ice-servers", settings.sessions.offers_per_minute)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await product.start()
+        auth.share(product.shared)  # sign-outs hold on every replica
         log.info("server ready: env=%s backend=%s", settings.app_env, settings.model_backend)
         yield
         await sessions.close()
+        auth.share(None)
         await product.stop()
 
     async def index(_request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
 
     async def offer(request: Request) -> Response:
-        wait = offers_limit.hit(client_address(request))
+        wait = await offers_limit.hit(client_address(request))
         if wait:
             return AddressLimit.refusal(wait)
         try:
@@ -141,7 +154,7 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
 
     async def page_ice_servers(request: Request) -> Response:
         # Public like the page itself: whoever may offer may relay, for TURN__TTL_S at most.
-        wait = ice_limit.hit(client_address(request))
+        wait = await ice_limit.hit(client_address(request))
         if wait:
             return AddressLimit.refusal(wait)
         config = page_ice_config(settings.turn, ice_servers(settings.turn))
@@ -198,10 +211,12 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
             Route("/health", health),
             Route("/health/details", health_details),
             Route("/metrics", metrics),
-            *clinician_routes(settings, auth, queue, audit, product.rooms),
+            *clinician_routes(settings, auth, queue, audit, product.rooms, address_limit),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         middleware=[
+            # The patient's address behind a trusted proxy (what the per-address limits count).
+            Middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips),
             Middleware(SecurityHeaders, app_env=settings.app_env),
             Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes),
             Middleware(JsonDepthLimit),  # inside the size limit: what it reads whole is capped

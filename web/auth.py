@@ -7,8 +7,13 @@ A session is a signed, timestamped cookie (itsdangerous, keyed by ``SECRET_KEY``
 use re-issues it with a fresh timestamp (``refresh_session``), so the idle clock survives a restart.
 Signing out revokes its nonce in ``revoked_sessions.json`` next to the audit log (0600, replaced
 atomically, entries dropped once the cookie would have expired anyway), so a restart does not
-bring it back while every other session stays signed in. Without ``SECRET_KEY`` (development) a
-random key is drawn per process, so sessions and tokens end with the process.
+bring it back while every other session stays signed in. Once the server shares state
+(``share``: Redis with ``REDIS_URL``), the sign-out is also revoked there and every request checks
+it (``signed_in``), so a cookie signed out on one replica is refused on all of them. If the
+shared store fails, each replica still refuses what it holds itself (its file) and says so in
+its log; the console keeps working, because a clinician locked out of it misses escalations.
+Without ``SECRET_KEY`` (development) a random key is drawn per process, so sessions and tokens
+end with the process.
 
 Sign-in limits cannot lock a clinician out: wrong passwords are counted per (username, address)
 pair and per address, never per username alone, so an attacker failing ``ada`` from one address
@@ -22,6 +27,7 @@ and never in the middle of one.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -42,12 +48,15 @@ from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from configs.settings import ClinicianAccount, Settings
 from web.accounts import AccountError, read_accounts_file
+from web.shared import SharedStore, StoreError
 
 SESSION_COOKIE = "clinician_session"
 CSRF_HEADER = "x-csrf-token"
 COOKIE_PATH = "/clinician"
 MAX_TRACKED_KEYS = 10_000
 REVOKED_FILE = "revoked_sessions.json"  # next to the audit log: a folder the server writes to
+REVOKED_FAMILY = "clinician-session"  # the shared store's set of signed-out session nonces
+SHARED_TIMEOUT_S = 0.5  # a hung Redis must not hold the console: past this, this replica's list
 NO_ACCOUNTS_MESSAGE = (
     'No clinician accounts: create one with python -m web.accounts add USERNAME "Display Name"'
 )
@@ -199,6 +208,9 @@ class Auth:
         self._revoked = RevokedSessions(revoked_file, clock)
         # Cookies signed before this start are refused only when the revocations are unknown.
         self._not_before = 0 if self._revoked.readable else int(clock())
+        self._shared: SharedStore | None = None  # set by ``share`` once the server has opened it
+        self._shared_failing = False
+        self._unshared: dict[str, float] = {}  # sign-outs the store missed: nonce -> until, told again
         self._last_seen: dict[str, float] = {}  # nonce -> last use, for a stream holding an old cookie
         self._seen_lock = threading.Lock()
         self._by_pair = FailureLimiter(attempts_per_minute, 60.0, clock)
@@ -322,6 +334,56 @@ class Auth:
             self._revoked.add(payload["n"], payload["i"] + self.settings.clinician.session_max_age_s)
             with self._seen_lock:
                 self._last_seen.pop(payload["n"], None)
+
+    def share(self, store: SharedStore | None) -> None:
+        """Check and record sign-outs in ``store`` too (every replica's), or stop (None)."""
+        self._shared = store
+
+    async def signed_in(self, cookie: str | None) -> Clinician | None:
+        """``verify_session``, and not signed out on any replica (the shared store's revocations)."""
+        clinician = self.verify_session(cookie)
+        if clinician is None or self._shared is None:
+            return clinician
+        payload = self._load(cookie)
+        assert payload is not None  # verify_session just read it
+        try:
+            revoked = await asyncio.wait_for(
+                self._shared.is_revoked(REVOKED_FAMILY, payload["n"]), SHARED_TIMEOUT_S
+            )
+        except (StoreError, TimeoutError):
+            self._note_shared_failing(True)
+            return clinician  # this replica's own sign-outs were checked above
+        self._note_shared_failing(False)
+        await self._share_missed_sign_outs()
+        return None if revoked else clinician
+
+    async def sign_out(self, cookie: str | None) -> None:
+        """Sign out on every replica: here (a small file write, off the loop) and in the shared store."""
+        payload = self._load(cookie)
+        await asyncio.to_thread(self.revoke_session, cookie)
+        if payload is None or self._shared is None:
+            return
+        self._unshared[payload["n"]] = payload["i"] + self.settings.clinician.session_max_age_s
+        await self._share_missed_sign_outs()
+
+    async def _share_missed_sign_outs(self) -> None:
+        """Tell the shared store every sign-out it has not heard of yet (kept here until it has)."""
+        for nonce, until in list(self._unshared.items()):
+            if self._shared is None:
+                return
+            try:
+                await asyncio.wait_for(self._shared.revoke(REVOKED_FAMILY, nonce, until), SHARED_TIMEOUT_S)
+            except (StoreError, TimeoutError):
+                self._note_shared_failing(True)  # signed out here; told again at the next request
+                return
+            self._unshared.pop(nonce, None)
+
+    def _note_shared_failing(self, failing: bool) -> None:
+        if failing and not self._shared_failing:
+            log.error("sign-outs cannot be shared: each replica refuses only the sign-outs it holds itself")
+        elif not failing and self._shared_failing:
+            log.info("sign-outs are shared again")
+        self._shared_failing = failing
 
     def check_csrf(self, clinician: Clinician, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(clinician.csrf_token, token or "")

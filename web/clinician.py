@@ -126,13 +126,17 @@ def clinician_routes(
     queue: EscalationQueue,
     audit: AuditLog,
     rooms: Rooms,
+    address_limit: Callable[[str, int], AddressLimit] = AddressLimit,
     *,
     keepalive_s: float = 15.0,
 ) -> list[Route]:
-    """The console page, its API, its event stream, and the patient's room endpoints."""
-    sign_ins = AddressLimit("sign-in", settings.sessions.sign_ins_per_minute)
-    refusal_audits = AddressLimit("refusal-audit", AUDIT_REFUSALS_PER_MINUTE)
-    patient_requests = AddressLimit("clinician-request", settings.sessions.clinician_requests_per_minute)
+    """The console page, its API, its event stream, and the patient's room endpoints.
+
+    ``address_limit`` makes the per-address limits (``web/app.py``: counted across replicas).
+    """
+    sign_ins = address_limit("sign-in", settings.sessions.sign_ins_per_minute)
+    refusal_audits = address_limit("refusal-audit", AUDIT_REFUSALS_PER_MINUTE)
+    patient_requests = address_limit("clinician-request", settings.sessions.clinician_requests_per_minute)
     # session id -> (when the patient asked, the id of the session's escalation then): the request
     # is on its way to the agent until the queue holds a newer escalation for the session.
     requested: dict[str, tuple[float, str | None]] = {}
@@ -144,8 +148,8 @@ def clinician_routes(
         data["live"] = rooms.is_live(record.session_id)
         return data
 
-    def guard(request: Request, *, changes: bool) -> Clinician | Response:
-        clinician = auth.verify_session(request.cookies.get(SESSION_COOKIE))
+    async def guard(request: Request, *, changes: bool) -> Clinician | Response:
+        clinician = await auth.signed_in(request.cookies.get(SESSION_COOKIE))
         if clinician is None:
             return _error(401, "Please sign in.", setup=auth.setup_message())
         if changes and not (
@@ -155,15 +159,15 @@ def clinician_routes(
             return _error(403, "This request was refused: reload the console and try again.")
         return clinician
 
-    def audit_refusal(request: Request, event: AuditEvent, **fields: Any) -> None:
+    async def audit_refusal(request: Request, event: AuditEvent, **fields: Any) -> None:
         """Audit a refused request unless its address has caused too many such entries this minute."""
-        if not refusal_audits.hit(client_address(request)):
+        if not await refusal_audits.hit(client_address(request)):
             audit.record(event, **fields)
 
     def api(changes: bool, activity: bool = True) -> Callable[[Callable[..., Awaitable[Response]]], Handler]:
         def wrap(handler: Callable[..., Awaitable[Response]]) -> Handler:
             async def endpoint(request: Request) -> Response:
-                clinician = guard(request, changes=changes)
+                clinician = await guard(request, changes=changes)
                 if isinstance(clinician, Response):
                     return clinician
                 try:
@@ -213,9 +217,9 @@ def clinician_routes(
         if not _same_origin(request):
             return _error(403, "This request was refused.")
         address = client_address(request)
-        wait = sign_ins.hit(address)
+        wait = await sign_ins.hit(address)
         if wait:
-            audit_refusal(request, AuditEvent.SIGN_IN_FAILED, code="rate_limited")
+            await audit_refusal(request, AuditEvent.SIGN_IN_FAILED, code="rate_limited")
             return AddressLimit.refusal(wait)
         username, password = await _credentials(request)
         account = auth.accounts().get(username.strip().lower())
@@ -227,7 +231,7 @@ def clinician_routes(
             # argon2 takes tens of milliseconds of CPU: off the event loop that carries the voices.
             clinician = await asyncio.to_thread(auth.authenticate, username, password, address)
         except LoginRateLimited as exc:
-            audit_refusal(request, AuditEvent.SIGN_IN_FAILED, clinician=staff, code="rate_limited")
+            await audit_refusal(request, AuditEvent.SIGN_IN_FAILED, clinician=staff, code="rate_limited")
             wait = max(1, round(exc.retry_after_s))
             return _json(
                 {"error": f"Too many attempts. Try again in {wait} seconds."}, 429, {"Retry-After": str(wait)}
@@ -245,12 +249,12 @@ def clinician_routes(
 
     async def logout(request: Request) -> Response:
         cookie = request.cookies.get(SESSION_COOKIE)
-        clinician = auth.verify_session(cookie)
+        clinician = await auth.signed_in(cookie)
         if clinician is not None:
-            refused = guard(request, changes=True)
+            refused = await guard(request, changes=True)
             if isinstance(refused, Response):
                 return refused
-            await asyncio.to_thread(auth.revoke_session, cookie)  # a small file write, off the loop
+            await auth.sign_out(cookie)
             audit.record(AuditEvent.SIGN_OUT, clinician=clinician.username)
         response = _json({"signed_in": False})
         options = auth.cookie_options()
@@ -292,7 +296,7 @@ def clinician_routes(
                     except TimeoutError:
                         if await request.is_disconnected():
                             return
-                        if auth.verify_session(cookie) is None:
+                        if await auth.signed_in(cookie) is None:
                             yield _sse("signed-out", {})
                             return
                         yield ": keep-alive\n\n"
@@ -406,7 +410,7 @@ def clinician_routes(
             return {"status": "none", "clinician": None}
         return {"status": record.status, "clinician": auth.display_name(record.clinician)}
 
-    def room_refusal(request: Request, session_id: str) -> Response | None:
+    async def room_refusal(request: Request, session_id: str) -> Response | None:
         """None when the request carries this live room's token in its header, else the refusal."""
         if "token" in request.query_params:
             code, refusal = "token_in_query", _error(403, "Send the room token in the X-Room-Token header.")
@@ -416,7 +420,7 @@ def clinician_routes(
             code, refusal = "session_ended", _error(403, "This conversation has ended.")
         else:
             return None
-        audit_refusal(request, AuditEvent.PATIENT_TOKEN_REJECTED, session_id=session_id, code=code)
+        await audit_refusal(request, AuditEvent.PATIENT_TOKEN_REJECTED, session_id=session_id, code=code)
         return refusal
 
     def request_pending(session_id: str, current: EscalationRecord | None) -> bool:
@@ -431,10 +435,10 @@ def clinician_routes(
 
     async def ask_for_clinician(request: Request) -> Response:
         session_id = request.path_params["session_id"]
-        wait = patient_requests.hit(client_address(request))
+        wait = await patient_requests.hit(client_address(request))
         if wait:
             return AddressLimit.refusal(wait)
-        refusal = room_refusal(request, session_id)
+        refusal = await room_refusal(request, session_id)
         if refusal is not None:
             return refusal
         current = queue.for_session(session_id)
@@ -449,7 +453,7 @@ def clinician_routes(
 
     async def status(request: Request) -> Response:
         session_id = request.path_params["session_id"]
-        refusal = room_refusal(request, session_id)
+        refusal = await room_refusal(request, session_id)
         return refusal or _json(room_status(session_id))
 
     escalation = "/clinician/api/escalations/{id}"

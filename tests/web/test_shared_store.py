@@ -157,14 +157,15 @@ async def test_closing_the_store_ends_a_waiting_console_stream(replicas) -> None
 
 async def test_sign_ins_are_counted_across_replicas_until_the_window_closes(replicas) -> None:
     here, there = replicas
-    counts = [await store.hit("sign-in:10.0.0.7", window_s=1.0) for store in (here, there, here)]
-    assert counts == [1, 2, 3]  # the third attempt is seen whichever replica took it
-    counts = await asyncio.gather(*(there.hit("sign-in:10.0.0.7", window_s=1.0) for _ in range(10)))
-    assert sorted(counts) == list(range(4, 14))  # no two concurrent attempts counted as one
-    assert await here.hit("sign-in:10.0.0.8", window_s=1.0) == 1  # another address
+    hits = [await store.hit("sign-in:10.0.0.7", window_s=1.0) for store in (here, there, here)]
+    assert [h.count for h in hits] == [1, 2, 3]  # the third attempt is seen whichever replica took it
+    assert 0.5 < hits[-1].window_left_s <= 1.0  # what a refusal's Retry-After is made from
+    hits = await asyncio.gather(*(there.hit("sign-in:10.0.0.7", window_s=1.0) for _ in range(10)))
+    assert sorted(h.count for h in hits) == list(range(4, 14))  # no two concurrent attempts counted as one
+    assert (await here.hit("sign-in:10.0.0.8", window_s=1.0)).count == 1  # another address
 
     await asyncio.sleep(1.1)
-    assert await here.hit("sign-in:10.0.0.7", window_s=1.0) == 1  # a new window starts over
+    assert (await here.hit("sign-in:10.0.0.7", window_s=1.0)).count == 1  # a new window starts over
 
 
 async def test_a_signed_out_token_is_refused_everywhere_until_it_would_expire(replicas) -> None:

@@ -9,9 +9,18 @@ from __future__ import annotations
 from configs.settings import Settings
 from web.shared.memory import MemoryStore
 from web.shared.redis_store import RedisStore
-from web.shared.store import Document, SharedStore, StoreError, Subscription
+from web.shared.store import Document, Hit, SharedStore, StoreError, Subscription
 
-__all__ = ["Document", "MemoryStore", "RedisStore", "SharedStore", "StoreError", "Subscription", "open_store"]
+__all__ = [
+    "Document",
+    "Hit",
+    "MemoryStore",
+    "RedisStore",
+    "SharedStore",
+    "StoreError",
+    "Subscription",
+    "open_store",
+]
 
 
 async def open_store(settings: Settings) -> SharedStore:

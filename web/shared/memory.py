@@ -14,7 +14,7 @@ import json
 import time
 from typing import Any
 
-from web.shared.store import Document, SharedStore, Subscription
+from web.shared.store import Document, Hit, SharedStore, Subscription
 
 _SWEEP_EVERY_WRITES = 512  # expired entries are dropped on read, and all of them this often
 
@@ -153,13 +153,15 @@ class MemoryStore(SharedStore):
         if not subscribers:
             self._subscriptions.pop(channel, None)
 
-    async def hit(self, key: str, window_s: float) -> int:
+    async def hit(self, key: str, window_s: float) -> Hit:
         count = self._counters.get(key)
         if count is None:
-            self._counters.set(key, 1, _deadline(window_s))
-            return 1
-        self._counters.set(key, count + 1, self._counters.deadline(key))
-        return count + 1
+            count, deadline = 0, _deadline(window_s)
+        else:
+            deadline = self._counters.deadline(key)
+        self._counters.set(key, count + 1, deadline)
+        assert deadline is not None  # counters always expire
+        return Hit(count + 1, max(0.0, deadline - time.monotonic()))
 
     async def revoke(self, family: str, member: str, until: float) -> None:
         remaining = until - time.time()

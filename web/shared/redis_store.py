@@ -25,14 +25,16 @@ reads the queue again, it does not expect missed events to be replayed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError, WatchError
 
-from web.shared.store import Document, SharedStore, StoreError, Subscription
+from web.shared.store import Document, Hit, SharedStore, StoreError, Subscription
 
 _CLAIM_ATTEMPTS = 50  # a claim retried this often without settling is an error, not a loop
 _SUBSCRIBE_CONFIRM_S = 5.0  # how long Redis has to confirm a subscription
@@ -42,7 +44,7 @@ _GLOB_SPECIALS = "\\*?[]"
 _HIT = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return count
+return {count, redis.call('PTTL', KEYS[1])}
 """
 
 # The owner key and the replicas' session sets change together (the set of the replica a session
@@ -102,6 +104,15 @@ class _RedisSubscription(Subscription):
             await self._pubsub.aclose()
         except (RedisError, OSError):
             pass  # the connection is going away either way
+
+
+@contextlib.contextmanager
+def _as_store_error(operation: str) -> Iterator[None]:
+    """Redis failing (down, refusing, reset) as the store's own error, which callers handle."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise StoreError(f"{operation}: Redis failed ({type(exc).__name__})") from None
 
 
 class RedisStore(SharedStore):
@@ -212,17 +223,21 @@ class RedisStore(SharedStore):
 
     # Counters.
 
-    async def hit(self, key: str, window_s: float) -> int:
-        return int(await self._hit(keys=[self._key("hit", key)], args=[_ms(window_s)]))
+    async def hit(self, key: str, window_s: float) -> Hit:
+        with _as_store_error("hit"):
+            count, left_ms = await self._hit(keys=[self._key("hit", key)], args=[_ms(window_s)])
+        return Hit(int(count), max(0, int(left_ms)) / 1000)
 
     # Revocations.
 
     async def revoke(self, family: str, member: str, until: float) -> None:
         if until > time.time():
-            await self._client.set(self._key("rev", f"{family}:{member}"), b"1", pxat=round(until * 1000))
+            with _as_store_error("revoke"):
+                await self._client.set(self._key("rev", f"{family}:{member}"), b"1", pxat=round(until * 1000))
 
     async def is_revoked(self, family: str, member: str) -> bool:
-        return bool(await self._client.exists(self._key("rev", f"{family}:{member}")))
+        with _as_store_error("is_revoked"):
+            return bool(await self._client.exists(self._key("rev", f"{family}:{member}")))
 
     # The session registry: owner:<session> -> replica (no expiry), alive:<replica> (expires),
     # replica:<replica> -> the set of its sessions, kept equal to the owner keys by two scripts.

@@ -16,11 +16,20 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 # A JSON object: what documents and events are. Keys are strings; values are what json.dumps takes.
 Document = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One counted request: how many the window holds now, and seconds until it starts over."""
+
+    count: int
+    window_left_s: float
 
 
 class StoreError(RuntimeError):
@@ -126,8 +135,8 @@ class SharedStore(ABC):
     # Counters: rate limits (offers, sign-ins, clinician requests) that hold across replicas.
 
     @abstractmethod
-    async def hit(self, key: str, window_s: float) -> int:
-        """Count one more at ``key`` and return the count in the current window.
+    async def hit(self, key: str, window_s: float) -> Hit:
+        """Count one more at ``key``: the count in the current window and how long it stays open.
 
         The window opens at the first hit and closes ``window_s`` later, when the count starts
         again from 1 (a fixed window; increment and expiry are one atomic step).
