@@ -241,6 +241,9 @@ class SessionSettings(BaseModel):
     offers_per_minute: int = Field(default=10, ge=1)  # POST /api/offer
     clinician_requests_per_minute: int = Field(default=6, ge=1)  # the patient's clinician button
     sign_ins_per_minute: int = Field(default=20, ge=1)  # POST /clinician/login, right or wrong
+    # HAProxy's agent check (web/capacity_agent.py): the TCP port, on HOST, where this replica
+    # tells the load balancer how many of its lines are free. 0 opens none (no load balancer).
+    agent_check_port: int = Field(default=0, ge=0, le=65535)
 
     @field_validator("connect_deadline_s")
     @classmethod

@@ -45,12 +45,16 @@ from web.auth import Auth
 from web.clinician import clinician_routes
 from web.product import Product, build_product
 from web.security_headers import SecurityHeaders
+from web.capacity_agent import CapacityAgent, Lines
 from web.webrtc_sessions import LinesBusy, NotYourConnection, UnreadableOffer, WebRTCSessions
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger(__name__)
 
 
+# On the answer to a new session's offer: a load balancer in front of replicas sticks the
+# session's later requests to the replica that holds it (configs/haproxy/haproxy.cfg).
+SESSION_ID_HEADER = "X-Session-Id"
 def app_version() -> str:
     try:
         return version("patient-advocacy-agent")
@@ -110,13 +114,27 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await product.start()
+    capacity_agent = (  # HAProxy's agent check: this replica's free lines (web/capacity_agent.py)
+        CapacityAgent(
+            settings.host,
+            settings.sessions.agent_check_port,
+            lambda: Lines(in_use=sessions.in_use(), limit=settings.sessions.max_concurrent),
+        )
+        if settings.sessions.agent_check_port
+        else None
+    )
+
         auth.share(product.shared)  # sign-outs hold on every replica
         log.info("server ready: env=%s backend=%s", settings.app_env, settings.model_backend)
         yield
         await sessions.close()
+        if capacity_agent is not None:  # after the warm-up: free lines are offered once they answer
+            await capacity_agent.start()
         auth.share(None)
         await product.stop()
 
+        if capacity_agent is not None:
+            await capacity_agent.stop()
     async def index(_request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
 
@@ -150,7 +168,11 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
             log.warning("offer refused: every line is busy (%d)", settings.sessions.max_concurrent)
             return lines_busy(settings)
         # The patient's key to their own room (its status, the clinician button), and no other.
-        return JSONResponse({**answer, "room_token": auth.issue_patient_token(answer["session_id"])})
+        # X-Session-Id: HAProxy learns which replica holds the session (configs/haproxy/haproxy.cfg).
+        return JSONResponse(
+            {**answer, "room_token": auth.issue_patient_token(answer["session_id"])},
+            headers={SESSION_ID_HEADER: answer["session_id"]},
+        )
 
     async def page_ice_servers(request: Request) -> Response:
         # Public like the page itself: whoever may offer may relay, for TURN__TTL_S at most.

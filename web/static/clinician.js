@@ -278,9 +278,16 @@ function transcript(d) {
   return details;
 }
 
+// The session's id in the query: behind HAProxy, the request reaches the replica that holds the
+// patient's live session (configs/haproxy/haproxy.cfg); the server itself does not read it.
+function onReplica(d) {
+  return `?session=${encodeURIComponent(d.session_id)}`;
+}
+
 function actions(d, mine) {
   const box = el("div", "actions");
   const path = `/clinician/api/escalations/${encodeURIComponent(d.id)}`;
+  const live = onReplica(d); // what reaches the patient's live session, on its replica
   const inCall = call && call.id === d.id;
   if (d.status === "waiting") {
     box.append(button("claim primary", "Claim", () => post(`${path}/claim`)));
@@ -294,9 +301,9 @@ function actions(d, mine) {
     box.append(button("join primary", d.status === "joined" ? "Rejoin the call" : "Join again", () => join(d)));
   }
   if (d.status === "joined") {
-    box.append(button("summary", "Ask the assistant for a summary", () => post(`${path}/summary`)));
+    box.append(button("summary", "Ask the assistant for a summary", () => post(`${path}/summary${live}`)));
     box.append(button("hand-back", "Hand back to the assistant", async () => {
-      await post(`${path}/hand-back`);
+      await post(`${path}/hand-back${live}`);
       hangUp("Handed back to the assistant");
     }));
   }
@@ -309,7 +316,7 @@ function actions(d, mine) {
       outcome.append(option);
     }
     box.append(outcome, button("end danger", d.status === "joined" ? "End session" : "Close escalation", async () => {
-      await post(`${path}/end`, { outcome: outcome.value });
+      await post(`${path}/end${live}`, { outcome: outcome.value });
       if (call && call.id === d.id) hangUp("Session ended");
     }));
   }
@@ -405,7 +412,7 @@ async function join(d) {
   await pc.setLocalDescription(await pc.createOffer());
   await waitForIce(pc);
   try {
-    const answer = await post(`/clinician/api/escalations/${encodeURIComponent(d.id)}/join`,
+    const answer = await post(`/clinician/api/escalations/${encodeURIComponent(d.id)}/join${onReplica(d)}`,
       { sdp: pc.localDescription.sdp, type: pc.localDescription.type });
     await pc.setRemoteDescription(answer);
   } catch (err) {
