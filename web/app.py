@@ -42,19 +42,19 @@ from web.admission import (
 )
 from web.audit import AuditLog
 from web.auth import Auth
+from web.capacity_agent import CapacityAgent, Lines
 from web.clinician import clinician_routes
 from web.product import Product, build_product
 from web.security_headers import SecurityHeaders
-from web.capacity_agent import CapacityAgent, Lines
 from web.webrtc_sessions import LinesBusy, NotYourConnection, UnreadableOffer, WebRTCSessions
 
 STATIC = Path(__file__).parent / "static"
-log = logging.getLogger(__name__)
-
-
 # On the answer to a new session's offer: a load balancer in front of replicas sticks the
 # session's later requests to the replica that holds it (configs/haproxy/haproxy.cfg).
 SESSION_ID_HEADER = "X-Session-Id"
+log = logging.getLogger(__name__)
+
+
 def app_version() -> str:
     try:
         return version("patient-advocacy-agent")
@@ -111,9 +111,6 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
     # A page asks once before each offer (patient) or join (clinician): as often as offers are allowed.
     ice_limit = address_limit("ice-servers", settings.sessions.offers_per_minute)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        await product.start()
     capacity_agent = (  # HAProxy's agent check: this replica's free lines (web/capacity_agent.py)
         CapacityAgent(
             settings.host,
@@ -124,17 +121,20 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
         else None
     )
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await product.start()
         auth.share(product.shared)  # sign-outs hold on every replica
-        log.info("server ready: env=%s backend=%s", settings.app_env, settings.model_backend)
-        yield
-        await sessions.close()
         if capacity_agent is not None:  # after the warm-up: free lines are offered once they answer
             await capacity_agent.start()
+        log.info("server ready: env=%s backend=%s", settings.app_env, settings.model_backend)
+        yield
+        if capacity_agent is not None:
+            await capacity_agent.stop()
+        await sessions.close()
         auth.share(None)
         await product.stop()
 
-        if capacity_agent is not None:
-            await capacity_agent.stop()
     async def index(_request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
 
