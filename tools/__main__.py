@@ -5,6 +5,7 @@
     python -m tools soak --sessions 100 --concurrent 3 --json
     python -m tools latency --turns 20 --json
     python -m tools whisper --concurrent 1,2,4 --json
+    python -m tools gate --env staging [--fast] --json     # the promotion gates (docs/promotion_criteria.md)
 
 Each name runs that benchmark's own module (``python -m tools.capacity`` is the same command),
 so the options and the JSON are documented once, in the module.
@@ -21,6 +22,7 @@ BENCHMARKS = {
     "soak": "tools.soak",
     "latency": "tools.bench",
     "whisper": "tools.bench_whisper",
+    "gate": "tools.gate",
 }
 
 
