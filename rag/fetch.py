@@ -1,8 +1,10 @@
 """One resumable HTTP download: ``dest.part`` grows until it is complete and verified, then becomes ``dest``.
 
-An interrupted download leaves ``dest.part``; the next attempt (or the next run) asks the server
-for the rest with a ``Range`` header. Every failure a user can meet becomes a ``FetchError``
-whose message is one line that says the fix.
+An interrupted download leaves ``dest.part``, never ``dest``: only a complete, verified file gets
+the final name, so a later run cannot mistake a partial one for finished. The next attempt (or
+the next run) asks the server for the rest with a ``Range`` header. Every failure a user can meet
+becomes a ``FetchError`` carrying its ``Failure`` (``rag/download_messages.py``): one line that
+names the cause and the fix, and the kind that sets the exit status.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from agent.download_failure import DownloadFailed, Failure
+from rag.download_messages import MESSAGES, shown
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"IEND\xaeB`\x82"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -31,11 +36,11 @@ _DNS_HINTS = (
 )
 
 
-class FetchError(RuntimeError):
-    """A download failed; the message is one line that says the fix. ``fatal`` stops the whole run."""
+class FetchError(DownloadFailed):
+    """A download failed. ``fatal`` stops the whole run (a missing image does not)."""
 
-    def __init__(self, message: str, *, fatal: bool = True, status: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, failure: Failure, *, fatal: bool = True, status: int | None = None) -> None:
+        super().__init__(failure)
         self.fatal = fatal
         self.status = status
 
@@ -71,38 +76,29 @@ def image_problem(path: Path) -> str | None:
 
 
 def _disk_full(dest: Path) -> FetchError:
-    return FetchError(
-        f"disk full while writing {dest}: free space in {dest.parent} (images need about 10 GB; "
-        "--skip-images needs a few MB) and re-run: the download resumes where it stopped"
-    )
+    return FetchError(MESSAGES["disk_full"].render(path=dest, where=dest.parent))
 
 
 def _connect_error(url: str, exc: Exception) -> FetchError:
-    host = urlsplit(url).hostname or url
+    host = urlsplit(url).hostname or shown(url)
     text = f"{exc} {exc.__cause__ or ''}".lower()
     if any(hint in text for hint in _DNS_HINTS):
-        return FetchError(
-            f"cannot resolve {host} (DNS failure): check the network connection and DNS, then re-run"
-        )
-    return FetchError(
-        f"cannot connect to {host} ({type(exc).__name__}): check the network connection or proxy, then re-run"
-    )
+        return FetchError(MESSAGES["dns"].render(host=host))
+    return FetchError(MESSAGES["connect"].render(host=host, error=type(exc).__name__))
 
 
-def _http_error(url: str, status: int, base_hint: str) -> FetchError:
+def _http_error(url: str, status: int, custom_base: bool) -> FetchError:
     name = urlsplit(url).path.rsplit("/", 1)[-1]
     if status == 404:
-        return FetchError(f"{name} not found (HTTP 404) at {url}: {base_hint}", fatal=False, status=404)
-    if status in (401, 403):
-        return FetchError(
-            f"access denied (HTTP {status}) for {url}: the bucket is public and needs no credentials; "
-            f"{base_hint}, or ask your network admin whether a proxy blocks it",
-            status=status,
-        )
-    return FetchError(f"HTTP {status} for {url}: the server failed; wait a minute and re-run", status=status)
+        key = "not_found_elsewhere" if custom_base else "not_found"
+        return FetchError(MESSAGES[key].render(name=name, url=shown(url)), fatal=False, status=404)
+    key = {401: "unauthorized", 403: "forbidden", 407: "proxy_login"}.get(status)
+    if key is None:
+        key = "server_error" if status >= 500 else "other_status"
+    return FetchError(MESSAGES[key].render(name=name, status=status), status=status)
 
 
-def _attempt(client: httpx.Client, url: str, part: Path, base_hint: str) -> None:
+def _attempt(client: httpx.Client, url: str, part: Path, custom_base: bool) -> None:
     offset = part.stat().st_size if part.exists() else 0
     headers = {"Accept-Encoding": "identity"}  # byte ranges of the file itself, not of a gzip stream
     if offset:
@@ -112,7 +108,7 @@ def _attempt(client: httpx.Client, url: str, part: Path, base_hint: str) -> None
             part.unlink(missing_ok=True)
             raise _Interrupted("range not satisfiable")
         if response.status_code >= 400:
-            raise _http_error(url, response.status_code, base_hint)
+            raise _http_error(url, response.status_code, custom_base)
         length = response.headers.get("content-length")
         if response.status_code == 206:
             match = re.match(r"bytes (\d+)-", response.headers.get("content-range", ""))
@@ -142,7 +138,7 @@ def fetch(
     verify: Callable[[Path], str | None] | None = None,
     retries: int = 3,
     backoff_s: float = 0.5,
-    base_hint: str = "check --base-url",
+    custom_base: bool = True,
 ) -> Fetched:
     """Download ``url`` to ``dest`` unless a verified copy is there; resume a ``dest.part``."""
     if dest.exists() and (verify is None or verify(dest) is None):
@@ -155,7 +151,7 @@ def fetch(
         if attempt:
             time.sleep(backoff_s * 2 ** (attempt - 1))
         try:
-            _attempt(client, url, part, base_hint)
+            _attempt(client, url, part, custom_base)
         except FetchError as exc:
             if exc.status not in _RETRY_STATUSES:
                 raise
@@ -167,22 +163,17 @@ def fetch(
         except (httpx.TransportError, _Interrupted) as exc:
             have = part.stat().st_size if part.exists() else 0
             failure = FetchError(
-                f"download of {dest.name} interrupted after {have} bytes ({type(exc).__name__}): "
-                "re-run the same command to resume"
+                MESSAGES["interrupted"].render(name=dest.name, have=have, error=type(exc).__name__)
             )
             continue
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise _disk_full(part) from None
-            raise FetchError(
-                f"cannot write {part}: {exc.strerror}: check the directory's permissions"
-            ) from None
+            raise FetchError(MESSAGES["cannot_write"].render(path=part, error=exc.strerror)) from None
         bad = verify(part) if verify else None
         if bad:
             part.unlink(missing_ok=True)
-            failure = FetchError(
-                f"{dest.name} failed verification ({bad}): it was deleted; re-run to fetch it again"
-            )
+            failure = FetchError(MESSAGES["bad_file"].render(name=dest.name, problem=bad))
             continue
         os.replace(part, dest)
         return Fetched(dest, dest.stat().st_size, "resumed" if resumed else "downloaded")

@@ -1,7 +1,6 @@
 """Download SCIN from its public bucket: the CSVs, ``metadata.json``, and the images.
 
-    bash scripts/download_scin.sh [--skip-images] [--limit N] [--out DIR] [--base-url URL]
-
+The work behind ``bash scripts/download_scin.sh`` (``rag.download`` is its command line).
 Files land in ``DIR`` (default ``data/raw/scin``): ``csv/scin_cases.csv``, ``csv/scin_labels.csv``,
 ``metadata.json`` (see ``rag/scin.py``) and ``images/<id>.png``. Every file is written as
 ``<name>.part`` and renamed once complete and verified (CSV header; PNG signature, end chunk
@@ -11,27 +10,23 @@ missing. Images the bucket does not have (404) are listed in ``missing_images.tx
 
 from __future__ import annotations
 
-import argparse
 import csv
-import errno
-import json
 import sys
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 from tqdm import tqdm
 
-from configs.settings import ConfigError, hub_offline_environment, load_settings
-from rag.cases import MetadataError, load_cases
+from rag.cases import load_cases
 from rag.columns import REQUIRED_CASE_COLUMNS, REQUIRED_LABEL_COLUMNS
+from rag.download_messages import DEFAULT_BASE_URL
 from rag.fetch import FetchError, fetch, image_problem
-from rag.scin import CASES_CSV, LABELS_CSV, METADATA, ScinFormatError, convert
+from rag.scin import CASES_CSV, LABELS_CSV, METADATA, convert
 
-DEFAULT_BASE_URL = "https://storage.googleapis.com/dx-scin-public-data/dataset"
 MISSING_LIST = "missing_images.txt"
 
 
@@ -60,12 +55,6 @@ def csv_verifier(required: tuple[str, ...]) -> Callable[[Path], str | None]:
     return problem
 
 
-def _base_hint(base_url: str) -> str:
-    if base_url.rstrip("/") == DEFAULT_BASE_URL:
-        return "the bucket layout may have changed; see https://github.com/google-research-datasets/scin"
-    return f"check --base-url (default {DEFAULT_BASE_URL})"
-
-
 def _fetch_csvs(client: httpx.Client, base: str, csv_dir: Path, retries: int, backoff_s: float) -> None:
     for name, required in ((CASES_CSV, REQUIRED_CASE_COLUMNS), (LABELS_CSV, REQUIRED_LABEL_COLUMNS)):
         print(f"[scin] {name}", file=sys.stderr)
@@ -77,7 +66,7 @@ def _fetch_csvs(client: httpx.Client, base: str, csv_dir: Path, retries: int, ba
                 verify=csv_verifier(required),
                 retries=retries,
                 backoff_s=backoff_s,
-                base_hint=_base_hint(base),
+                custom_base=base != DEFAULT_BASE_URL,
             )
         except FetchError as exc:
             exc.fatal = True  # no CSV, no dataset
@@ -112,7 +101,7 @@ def _fetch_images(
                 verify=image_problem,
                 retries=retries,
                 backoff_s=backoff_s,
-                base_hint=_base_hint(base),
+                custom_base=base != DEFAULT_BASE_URL,
             ): path
             for path, source in jobs.items()
         }
@@ -169,59 +158,3 @@ def download(
                 progress=progress,
             )
     return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    hub_offline_environment()
-    parser = argparse.ArgumentParser(prog="python -m rag.download", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, help="target directory (default: settings scin_dir)")
-    parser.add_argument(
-        "--base-url", default=DEFAULT_BASE_URL, help=f"the dataset's URL (default {DEFAULT_BASE_URL})"
-    )
-    parser.add_argument("--skip-images", action="store_true", help="only the CSVs and metadata.json")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N cases (and their images)")
-    parser.add_argument("--workers", type=int, default=8, help="parallel image downloads")
-    parser.add_argument("--retries", type=int, default=3, help="retries per file before giving up")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a retry")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-        out_dir = args.out or settings.path(settings.scin_dir)
-        report = download(
-            out_dir,
-            base_url=args.base_url,
-            skip_images=args.skip_images,
-            limit=args.limit,
-            workers=args.workers,
-            retries=args.retries,
-            timeout_s=args.timeout,
-            progress=not args.no_progress,
-        )
-    except (FetchError, ScinFormatError, MetadataError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            print(
-                f"error: disk full ({exc.filename}): free some space and re-run; it resumes", file=sys.stderr
-            )
-        else:
-            print(
-                f"error: {exc.strerror or exc} ({exc.filename}): check the target directory", file=sys.stderr
-            )
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: re-run the same command to resume", file=sys.stderr)
-        return 130
-    if report.missing:
-        print(
-            f"[scin] {len(report.missing)} images are not on the server: listed in {out_dir / MISSING_LIST}",
-            file=sys.stderr,
-        )
-    print(json.dumps(asdict(report) | {"missing": report.missing[:20]}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

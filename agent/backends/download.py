@@ -6,9 +6,11 @@
 - ``piper``: extra voices from ``rhasspy/piper-voices`` -> models/piper/<voice>.onnx(.json)
 
 Idempotent: a finished model gets ``.download-complete.json`` (its files and sizes) and is skipped
-next time without touching the network; an interrupted download resumes. Every failure is one
-line that says the fix (no network, gated model without token or licence, disk full, partial
-download). ``HF_TOKEN`` and ``HF_ENDPOINT`` are huggingface_hub's own variables.
+next time without touching the network; huggingface_hub resumes a dropped connection within the
+run, and a rerun fetches only the files that are not there yet. Every failure is one line on
+stderr that names the cause and the fix, and exits with its ``FailureKind``'s status
+(``agent/download_failure.py``; the runbook's "Download failures" table lists them all).
+``HF_TOKEN`` and ``HF_ENDPOINT`` are huggingface_hub's own variables.
 Usage: python -m agent.backends.download [--only medgemma,siglip,whisper,piper] [--voices V1,V2]
 """
 
@@ -27,11 +29,94 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.download_failure import DownloadFailed, Failure, FailureKind, Message, report
+
 MARKER = ".download-complete.json"
 GB = 1024**3
 DEFAULT_VOICES = ("en_US-lessac-medium", "en_US-amy-medium", "en_GB-alba-medium")
 TOKENS_PAGE = "https://huggingface.co/settings/tokens"
-SCRIPT = "bash scripts/download_models.sh"
+SCRIPT = "download_models"
+RERUN = "bash scripts/download_models.sh"
+K = FailureKind
+
+# Every line the script can print on failure; docs/runbook.md's table shows each (a test checks it).
+MESSAGES = {
+    "no_python": Message(
+        K.MISSING_CLI, "no Python environment at .venv/bin/python", "run bash scripts/setup.sh first"
+    ),
+    "no_client": Message(
+        K.MISSING_CLIENT,
+        "the Python package {package} is not installed in .venv",
+        f"run bash scripts/setup.sh, then {RERUN} again",
+    ),
+    "no_network": Message(
+        K.NO_NETWORK, "cannot reach {endpoint}", "check the network (or HTTPS_PROXY / HF_ENDPOINT) and rerun"
+    ),
+    "proxy": Message(
+        K.NO_NETWORK,
+        "the proxy refused the connection to {endpoint}",
+        "check HTTPS_PROXY / HTTP_PROXY and rerun",
+    ),
+    "no_token": Message(
+        K.MISSING_CREDENTIALS,
+        "{repo} is gated (or private) and no HF_TOKEN is set",
+        "accept the licence at {endpoint}/{repo}, create a read token at "
+        f"{TOKENS_PAGE} and export HF_TOKEN",
+    ),
+    "token_rejected": Message(
+        K.UNAUTHORIZED,
+        "401 from the hub for {repo}",
+        f"HF_TOKEN was rejected: create a new read token at {TOKENS_PAGE} and export HF_TOKEN",
+    ),
+    "no_access": Message(
+        K.FORBIDDEN,
+        "403 from the hub for {repo}",
+        "HF_TOKEN's account has no access: accept the licence at {endpoint}/{repo} with that account "
+        "and wait for the approval",
+    ),
+    "repo_not_found": Message(
+        K.NOT_FOUND, "404 from the hub for {repo}", "check the repository name and HF_ENDPOINT"
+    ),
+    "file_not_found": Message(
+        K.NOT_FOUND,
+        "404 from the hub for a file of {repo}",
+        "check the name (Piper voices are named like en_US-lessac-medium)",
+    ),
+    "bad_voice": Message(
+        K.NOT_FOUND, "{voice} is not a Piper voice name", "Piper voices are named like en_US-lessac-medium"
+    ),
+    "interrupted": Message(
+        K.INTERRUPTED,
+        "the download of {repo} stopped before it was complete ({detail})",
+        f"rerun {RERUN}: finished files are kept, the others are fetched again",
+    ),
+    "stopped": Message(K.STOPPED, "stopped during {what}", f"rerun {RERUN}: finished files are kept"),
+    "disk_full": Message(
+        K.DISK_FULL,
+        "not enough disk space for {repo} ({detail})",
+        "free some space (df -h {where}) and rerun",
+    ),
+    "server_error": Message(
+        K.SERVER_ERROR, "{status} from the hub for {repo}", "the hub is having trouble: rerun later"
+    ),
+    "other_status": Message(
+        K.UNEXPECTED, "{status} from the hub for {repo}", "check HF_TOKEN and HF_ENDPOINT, then rerun"
+    ),
+    "offline": Message(
+        K.OFFLINE_MODE,
+        "offline mode is on (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE)",
+        f"run HF_HUB_OFFLINE=0 {RERUN}",
+    ),
+    "cannot_write": Message(
+        K.LOCAL_ERROR, "cannot write {where} ({detail})", "check the directory's permissions"
+    ),
+    "settings": Message(K.LOCAL_ERROR, "the settings were refused ({detail})", "fix that variable and rerun"),
+    "unexpected": Message(
+        K.UNEXPECTED,
+        "{error} while downloading {repo}",
+        f"rerun {RERUN}; if it fails again, see docs/models.md",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -78,15 +163,7 @@ PIPER_REPO = "rhasspy/piper-voices"
 PIPER_VOICE_GB = 0.07
 
 
-class DownloadError(RuntimeError):
-    """A download failed; the message is one line that says the fix."""
-
-
-class NetworkDown(DownloadError):
-    """The hub cannot be reached at all: nothing else will download either."""
-
-
-class IncompleteDownload(DownloadError):
+class IncompleteDownload(Exception):
     """Files are missing after the download; the message says which."""
 
 
@@ -100,8 +177,7 @@ def endpoint() -> str:
 
 def ensure_reachable() -> None:
     if not reachable(endpoint()):
-        where = endpoint()
-        raise NetworkDown(f"cannot reach {where}: check the network (or HTTPS_PROXY / HF_ENDPOINT) and rerun")
+        raise DownloadFailed(MESSAGES["no_network"].render(endpoint=endpoint()))
 
 
 def reachable(url: str, timeout_s: float = 5.0) -> bool:
@@ -117,17 +193,23 @@ def reachable(url: str, timeout_s: float = 5.0) -> bool:
     return True
 
 
-def has_token() -> bool:
+def hub_token() -> str | None:
     from huggingface_hub import get_token
 
-    return bool(get_token())
+    return get_token()
 
 
 # --- what went wrong, in one line ------------------------------------------------------------
 
 
-def explain(exc: BaseException, repo: str, target: Path) -> str:
-    """The one-line fix for a failed download of ``repo`` into ``target``."""
+def explain(exc: BaseException, repo: str, target: Path) -> Failure:
+    """The failure record for a failed download of ``repo`` into ``target`` (never the token)."""
+    if isinstance(exc, DownloadFailed):
+        return exc.failure
+    chain = _chain(exc)
+    missing = next((e for e in chain if isinstance(e, ModuleNotFoundError)), None)
+    if missing is not None:
+        return MESSAGES["no_client"].render(package=missing.name or _first_line(missing))
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
@@ -137,50 +219,45 @@ def explain(exc: BaseException, repo: str, target: Path) -> str:
         RepositoryNotFoundError,
     )
 
-    page = f"{endpoint()}/{repo}"
-    chain = _chain(exc)
-    transport, proxy = _http_errors()
+    hub = endpoint()
     if any(isinstance(e, OfflineModeIsEnabled) or "HF_HUB_OFFLINE" in str(e) for e in chain):
-        return "offline mode is on (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE): run HF_HUB_OFFLINE=0 " + SCRIPT
+        return MESSAGES["offline"].render()
     if isinstance(exc, IncompleteDownload) or "consistency check failed" in str(exc).lower():
-        return f"{target} is incomplete ({_first_line(exc)}): rerun scripts/download_models.sh to resume"
-    if isinstance(exc, DownloadError):
-        return str(exc)
-    if any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in chain):
-        return (
-            f"disk full while writing {target}: free some space (df -h {target.parent}) and rerun to resume"
-        )
-    status = (
-        exc.response.status_code if isinstance(exc, HfHubHTTPError) and exc.response is not None else None
+        return MESSAGES["interrupted"].render(repo=repo, detail=_first_line(exc))
+    disk = next(
+        (e for e in chain if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)), None
     )
-    if isinstance(exc, GatedRepoError) or (isinstance(exc, RepositoryNotFoundError) and status in (401, 403)):
-        if status == 401 and has_token() and "Invalid credentials" in str(exc):
-            return (
-                f"HF_TOKEN was rejected (401): create a new read token at {TOKENS_PAGE} and export HF_TOKEN"
-            )
-        if not has_token():
-            token = f"<a read token from {TOKENS_PAGE}>"
-            return f"{repo} is gated: accept the licence at {page}, then export HF_TOKEN={token} and rerun"
-        return f"HF_TOKEN has no access to {repo} ({status}): accept the licence at {page} with that account"
-    if isinstance(exc, EntryNotFoundError):
-        return (
-            f"a file is not in {repo} (404): check the name (Piper voices are named like en_US-lessac-medium)"
-        )
+    if disk is not None:
+        return MESSAGES["disk_full"].render(repo=repo, detail="disk full while writing", where=target.parent)
+    http = next((e for e in chain if isinstance(e, HfHubHTTPError) and e.response is not None), None)
+    status = http.response.status_code if http is not None and http.response is not None else None
+    if any(isinstance(e, GatedRepoError) for e in chain) or status in (401, 403):
+        if not hub_token():
+            return MESSAGES["no_token"].render(repo=repo, endpoint=hub)
+        return MESSAGES["token_rejected" if status == 401 else "no_access"].render(repo=repo, endpoint=hub)
+    if isinstance(exc, EntryNotFoundError) and not isinstance(exc, LocalEntryNotFoundError):
+        return MESSAGES["file_not_found"].render(repo=repo)
     if isinstance(exc, RepositoryNotFoundError) or status == 404:
-        return f"{repo} was not found at {endpoint()} (404): check the repository name and HF_ENDPOINT"
-    if status is not None and status >= 500:
-        return (
-            f"{endpoint()} answered {status}: the hub is having trouble; rerun later (the download resumes)"
-        )
+        return MESSAGES["repo_not_found"].render(repo=repo)
     if status is not None:
-        return f"{endpoint()} answered {status} for {repo}: check HF_TOKEN and HF_ENDPOINT, then rerun"
+        return MESSAGES["server_error" if status >= 500 else "other_status"].render(status=status, repo=repo)
+    connect, transport, proxy = _http_errors()
     if any(isinstance(e, proxy) for e in chain):
-        return f"the proxy refused the connection to {endpoint()}: check HTTPS_PROXY / HTTP_PROXY"
-    if any(isinstance(e, (*transport, ConnectionError, TimeoutError)) for e in chain) or isinstance(
-        exc, LocalEntryNotFoundError
+        return MESSAGES["proxy"].render(endpoint=hub)
+    if any(isinstance(e, (*connect, ConnectionRefusedError, socket.gaierror)) for e in chain) or (
+        isinstance(exc, LocalEntryNotFoundError) and not any(isinstance(e, transport) for e in chain)
     ):
-        return f"cannot reach {endpoint()}: check the network (or HTTPS_PROXY / HF_ENDPOINT) and rerun"
-    return f"{type(exc).__name__}: {_first_line(exc)} (rerun to resume; see docs/models.md)"
+        return MESSAGES["no_network"].render(endpoint=hub)
+    dropped = next((e for e in chain if isinstance(e, (*transport, ConnectionError, TimeoutError))), None)
+    if dropped is not None:
+        return MESSAGES["interrupted"].render(
+            repo=repo, detail=f"{type(dropped).__name__}: the connection dropped"
+        )
+    if any(isinstance(e, PermissionError) for e in chain):
+        return MESSAGES["cannot_write"].render(where=target, detail="permission denied")
+    return MESSAGES["unexpected"].render(
+        error=f"{type(exc).__name__} ({_scrub(_first_line(exc))})", repo=repo
+    )
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -192,8 +269,9 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return chain
 
 
-def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
-    """Transport and proxy errors of the HTTP clients huggingface_hub may use (httpx2 or httpx)."""
+def _http_errors() -> tuple[tuple[type[BaseException], ...], ...]:
+    """Connect, transport and proxy errors of the HTTP clients huggingface_hub may use (httpx2 or httpx)."""
+    connect: list[type[BaseException]] = []
     transport: list[type[BaseException]] = []
     proxy: list[type[BaseException]] = []
     for name in ("httpx2", "httpx"):
@@ -201,14 +279,24 @@ def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExce
             module = __import__(name)
         except ImportError:
             continue
+        connect.extend((module.ConnectError, module.ConnectTimeout))
         transport.append(module.TransportError)
         proxy.append(module.ProxyError)
-    return tuple(transport), tuple(proxy)
+    return tuple(connect), tuple(transport), tuple(proxy)
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _scrub(text: str) -> str:
+    """``text`` without the token, should an error ever quote it."""
+    try:
+        token = hub_token()
+    except ImportError:
+        return text
+    return text.replace(token, "<HF_TOKEN>") if token else text
 
 
 # --- idempotence: the completion marker --------------------------------------------------------
@@ -254,7 +342,7 @@ def mark_complete(target: Path, repo: str) -> None:
 
 
 def check_files(item: Item, target: Path) -> None:
-    """Raise DownloadError unless the model's essential files (and every weight shard) are there."""
+    """Raise IncompleteDownload unless the model's essential files (and every weight shard) are there."""
     for choices in item.required:
         if not any((target / name).is_file() and (target / name).stat().st_size > 0 for name in choices):
             raise IncompleteDownload(f"missing {' or '.join(choices)}")
@@ -265,7 +353,7 @@ def check_files(item: Item, target: Path) -> None:
             raise IncompleteDownload(f"missing {', '.join(missing)}")
 
 
-def check_space(where: Path, size_gb: float, have: Path | None = None) -> None:
+def check_space(where: Path, size_gb: float, repo: str, have: Path | None = None) -> None:
     """Fail early when the disk cannot hold what is left to download (``have``: a partial download)."""
     where.mkdir(parents=True, exist_ok=True)
     done = (
@@ -273,9 +361,8 @@ def check_space(where: Path, size_gb: float, have: Path | None = None) -> None:
     )
     free_gb = shutil.disk_usage(where).free / GB
     if free_gb < max(size_gb - done, 0.0) * 1.1:
-        raise DownloadError(
-            f"needs about {size_gb:.1f} GB free in {where}, {free_gb:.1f} GB left: free some space"
-        )
+        detail = f"needs about {size_gb:.1f} GB free in {where}, {free_gb:.1f} GB left"
+        raise DownloadFailed(MESSAGES["disk_full"].render(repo=repo, detail=detail, where=where))
 
 
 # --- the downloads -------------------------------------------------------------------------
@@ -292,7 +379,7 @@ def fetch_repo(item: Item, models: Path) -> None:
     damaged = remove_damaged(target)
     if damaged:
         say(f"{item.target}: {', '.join(damaged)} changed since the download: fetching again")
-    check_space(models, item.size_gb, have=target)
+    check_space(models, item.size_gb, item.repo, have=target)
     say(f"{item.target}: downloading {item.repo} (about {item.size_gb:.1f} GB) into {target}")
     snapshot_download(item.repo, local_dir=target, allow_patterns=list(item.patterns), endpoint=endpoint())
     check_files(item, target)
@@ -305,7 +392,7 @@ def voice_path(voice: str) -> str:
     try:
         language, name, quality = voice.split("-", 2)
     except ValueError:
-        raise DownloadError(f"{voice!r} is not a Piper voice name like en_US-lessac-medium") from None
+        raise DownloadFailed(MESSAGES["bad_voice"].render(voice=voice)) from None
     return f"{language.split('_')[0]}/{language}/{name}/{quality}/{voice}"
 
 
@@ -321,7 +408,7 @@ def fetch_voices(voices: list[str], models: Path) -> None:
     if not wanted:
         return
     ensure_reachable()
-    check_space(models, PIPER_VOICE_GB * len(wanted))
+    check_space(models, PIPER_VOICE_GB * len(wanted), PIPER_REPO)
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=models, prefix=".piper-") as staging:
         for voice in wanted:
@@ -343,22 +430,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voices", default=",".join(DEFAULT_VOICES), help="Piper voices, comma-separated")
     parser.add_argument("--models-dir", type=Path, default=None, help="default: the settings' models_dir")
     args = parser.parse_args(argv)
-    if args.models_dir is None:
-        from configs.settings import load_settings
-
-        settings = load_settings()
-        models = settings.path(settings.models_dir)
-    else:
-        models = args.models_dir
     keys = [key.strip() for key in args.only.split(",") if key.strip()]
     unknown = [key for key in keys if key not in ITEMS and key != "piper"]
     if unknown:
-        print(f"[download] unknown model {', '.join(unknown)}: choose from {choices}", file=sys.stderr)
+        print(f"{SCRIPT}: unknown model {', '.join(unknown)}: choose from {choices}", file=sys.stderr)
         return 2
-    failed = 0
+    try:
+        models = args.models_dir or _settings_models_dir()
+    except DownloadFailed as exc:
+        return report(SCRIPT, exc.failure)
+    first: Failure | None = None
     for key in keys:
         item = ITEMS.get(key)
-        label, repo = (item.target, item.repo) if item else ("piper", PIPER_REPO)
+        repo = item.repo if item else PIPER_REPO
         target = models / (item.target if item else "piper")
         try:
             if item:
@@ -366,18 +450,26 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 fetch_voices([v.strip() for v in args.voices.split(",") if v.strip()], models)
         except KeyboardInterrupt:
-            print(
-                f"[download] {label}: interrupted: rerun scripts/download_models.sh to resume",
-                file=sys.stderr,
-            )
-            return 130
-        except NetworkDown as exc:
-            print(f"[download] {exc}", file=sys.stderr)
-            return 1
-        except Exception as exc:  # noqa: BLE001 - every failure becomes its one-line fix
-            failed += 1
-            print(f"[download] {label}: FAILED: {explain(exc, repo, target)}", file=sys.stderr)
-    return 1 if failed else 0
+            return report(SCRIPT, MESSAGES["stopped"].render(what=repo))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes its one line
+            failure = explain(exc, repo, target)
+            report(SCRIPT, failure)
+            first = first or failure
+            if failure.kind in (FailureKind.NO_NETWORK, FailureKind.MISSING_CLIENT, FailureKind.OFFLINE_MODE):
+                break  # nothing else would download either
+    return first.kind.exit_status if first else 0
+
+
+def _settings_models_dir() -> Path:
+    try:
+        from configs.settings import ConfigError, load_settings
+    except ModuleNotFoundError as exc:
+        raise DownloadFailed(MESSAGES["no_client"].render(package=exc.name)) from None
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise DownloadFailed(MESSAGES["settings"].render(detail=str(exc).splitlines()[0])) from None
+    return settings.path(settings.models_dir)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from agent.backends.download import explain
+from agent.download_failure import FailureKind
 from configs.settings import REPO_ROOT
 from tests.agent.backends.support import FakeHub, FakeServer
 
@@ -38,8 +39,11 @@ async def download(endpoint: str, models: Path, *args: str, **hub_env: str) -> t
     return process.returncode or 0, out.decode(), err.decode()
 
 
+SEE = "(see docs/runbook.md#download-failures)"
+
+
 def failure_lines(err: str) -> list[str]:
-    return [line for line in err.splitlines() if line.startswith("[download]")]
+    return [line for line in err.splitlines() if line.startswith("download_models:")]
 
 
 async def test_a_gated_model_without_a_token_says_to_set_hf_token_and_accept_the_licence(
@@ -47,13 +51,12 @@ async def test_a_gated_model_without_a_token_says_to_set_hf_token_and_accept_the
 ) -> None:
     fake_server.respond = FakeHub(refuse=(401, "GatedRepo"))
     code, _, err = await download(fake_server.url, tmp_path / "models", "--only", "medgemma")
-    assert code == 1
-    [line] = failure_lines(err)
-    assert line.startswith("[download] medgemma-4b-it: FAILED: google/medgemma-4b-it is gated")
-    assert (
-        "export HF_TOKEN=" in line
-        and f"accept the licence at {fake_server.url}/google/medgemma-4b-it" in line
-    )
+    assert code == FailureKind.MISSING_CREDENTIALS.exit_status
+    assert failure_lines(err) == [
+        "download_models: google/medgemma-4b-it is gated (or private) and no HF_TOKEN is set: accept the "
+        f"licence at {fake_server.url}/google/medgemma-4b-it, create a read token at "
+        f"https://huggingface.co/settings/tokens and export HF_TOKEN {SEE}"
+    ]
 
 
 async def test_a_token_without_the_licence_accepted_says_to_accept_it(
@@ -63,8 +66,13 @@ async def test_a_token_without_the_licence_accepted_says_to_accept_it(
     code, _, err = await download(
         fake_server.url, tmp_path / "models", "--only", "medgemma", HF_TOKEN="hf_test"
     )
-    [line] = failure_lines(err)
-    assert code == 1 and "HF_TOKEN has no access to google/medgemma-4b-it (403): accept the licence" in line
+    assert code == FailureKind.FORBIDDEN.exit_status
+    assert failure_lines(err) == [
+        "download_models: 403 from the hub for google/medgemma-4b-it: HF_TOKEN's account has no access: "
+        f"accept the licence at {fake_server.url}/google/medgemma-4b-it with that account and wait for "
+        f"the approval {SEE}"
+    ]
+    assert "hf_test" not in err
     assert "/api/models/google/medgemma-4b-it/revision/main" in [r.path for r in fake_server.requests]
 
 
@@ -73,10 +81,11 @@ async def test_a_missing_repository_says_404_and_the_others_still_download(
 ) -> None:
     fake_server.respond = FakeHub(repos={"Systran/faster-whisper-small": WHISPER})
     code, out, err = await download(fake_server.url, tmp_path / "models", "--only", "siglip,whisper")
-    [line] = failure_lines(err)
-    assert code == 1
-    assert "siglip-so400m-patch14-384: FAILED: google/siglip-so400m-patch14-384 was not found" in line
-    assert "(404)" in line
+    assert code == FailureKind.NOT_FOUND.exit_status
+    assert failure_lines(err) == [
+        "download_models: 404 from the hub for google/siglip-so400m-patch14-384: check the repository "
+        f"name and HF_ENDPOINT {SEE}"
+    ]
     assert "[download] whisper-small: done" in out
 
 
@@ -121,9 +130,12 @@ async def test_a_model_missing_a_weight_shard_is_reported_incomplete(
     fake_server.respond = FakeHub(repos={"google/siglip-so400m-patch14-384": files})
     models = tmp_path / "models"
     code, _, err = await download(fake_server.url, models, "--only", "siglip")
-    [line] = failure_lines(err)
-    assert code == 1 and "is incomplete (missing model-00002-of-00002.safetensors)" in line
-    assert "rerun scripts/download_models.sh to resume" in line
+    assert code == FailureKind.INTERRUPTED.exit_status
+    assert failure_lines(err) == [
+        "download_models: the download of google/siglip-so400m-patch14-384 stopped before it was complete "
+        "(missing model-00002-of-00002.safetensors): rerun bash scripts/download_models.sh: finished files "
+        f"are kept, the others are fetched again {SEE}"
+    ]
     assert not (models / "siglip-so400m-patch14-384" / ".download-complete.json").exists()
 
 
@@ -144,9 +156,9 @@ async def test_piper_voices_land_flat_in_models_piper(fake_server: FakeServer, t
 
 async def test_no_network_fails_at_once_with_the_fix(tmp_path: Path) -> None:
     code, _, err = await download("http://127.0.0.1:9", tmp_path / "models")
-    assert code == 1
+    assert code == FailureKind.NO_NETWORK.exit_status
     fix = "check the network (or HTTPS_PROXY / HF_ENDPOINT) and rerun"
-    assert failure_lines(err) == [f"[download] cannot reach http://127.0.0.1:9: {fix}"]
+    assert failure_lines(err) == [f"download_models: cannot reach http://127.0.0.1:9: {fix} {SEE}"]
 
 
 async def test_offline_mode_left_on_says_how_to_turn_it_off(fake_server: FakeServer, tmp_path: Path) -> None:
@@ -154,15 +166,21 @@ async def test_offline_mode_left_on_says_how_to_turn_it_off(fake_server: FakeSer
     code, _, err = await download(
         fake_server.url, tmp_path / "models", "--only", "whisper", TRANSFORMERS_OFFLINE="1"
     )
-    [line] = failure_lines(err)
-    assert code == 1 and line.endswith("run HF_HUB_OFFLINE=0 bash scripts/download_models.sh")
+    assert code == FailureKind.OFFLINE_MODE.exit_status
+    assert failure_lines(err) == [
+        "download_models: offline mode is on (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE): "
+        f"run HF_HUB_OFFLINE=0 bash scripts/download_models.sh {SEE}"
+    ]
     assert fake_server.requests == []
 
 
 def test_a_full_disk_is_explained_with_the_fix(tmp_path: Path) -> None:
     full = OSError(errno.ENOSPC, "No space left on device")
-    assert explain(full, "google/medgemma-4b-it", tmp_path / "medgemma-4b-it").startswith(
-        f"disk full while writing {tmp_path / 'medgemma-4b-it'}: free some space"
+    failure = explain(full, "google/medgemma-4b-it", tmp_path / "medgemma-4b-it")
+    assert failure.kind is FailureKind.DISK_FULL
+    assert failure.line("download_models") == (
+        "download_models: not enough disk space for google/medgemma-4b-it (disk full while writing): "
+        f"free some space (df -h {tmp_path}) and rerun {SEE}"
     )
 
 
@@ -170,6 +188,8 @@ async def test_a_misspelt_voice_says_how_voices_are_named(fake_server: FakeServe
     fake_server.respond = FakeHub(repos={"rhasspy/piper-voices": {"README.md": b"voices"}})
     models = tmp_path / "models"
     code, _, err = await download(fake_server.url, models, "--only", "piper", "--voices", "en_US-nobody-low")
-    [line] = failure_lines(err)
-    assert code == 1 and line.startswith("[download] piper: FAILED: a file is not in rhasspy/piper-voices")
-    assert "named like en_US-lessac-medium" in line
+    assert code == FailureKind.NOT_FOUND.exit_status
+    assert failure_lines(err) == [
+        "download_models: 404 from the hub for a file of rhasspy/piper-voices: check the name "
+        f"(Piper voices are named like en_US-lessac-medium) {SEE}"
+    ]
