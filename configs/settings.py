@@ -345,6 +345,37 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_nested_delimiter="__",
+class AlertSettings(BaseModel):
+    """Where the fired alerts are read (``web/alerts``: ``python -m web.alerts``, ``/health/details``).
+
+    With ``ALERTS__PROMETHEUS_URL`` (or else ``ALERTS__ALERTMANAGER_URL``) they are read from there;
+    without, and whenever that source does not answer, from this process's own evaluation of the
+    same rule files over its own metrics, every ``ALERTS__EVALUATION_INTERVAL_S``. Either way a
+    critical alert of the local evaluation makes ``/health`` say ``degraded``.
+    """
+
+    prometheus_url: str | None = None  # http://prometheus:9090 (its /api/v1/alerts)
+    alertmanager_url: str | None = None  # http://alertmanager:9093 (its /api/v2/alerts)
+    # The rule files Prometheus loads: add the copied opening-hours file here as in rule_files.
+    rule_files: list[Path] = Field(default_factory=lambda: [Path("configs/prometheus/alerts.yml")])
+    evaluation_interval_s: float = 15.0
+    read_timeout_s: float = 3.0
+
+    @field_validator("prometheus_url", "alertmanager_url")
+    @classmethod
+    def _url_is_http(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.strip().lower().startswith(("http://", "https://")):
+            raise ValueError(f"ALERTS__{(info.field_name or '').upper()} must be an http(s):// URL")
+        return value.strip()
+
+    @field_validator("evaluation_interval_s", "read_timeout_s")
+    @classmethod
+    def _short(cls, value: float, info: ValidationInfo) -> float:
+        return _duration(f"ALERTS__{(info.field_name or '').upper()}", value, 5 * MINUTE)
+
+
         env_file=".env",
         extra="ignore",
         case_sensitive=False,
@@ -394,6 +425,7 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     def _redis_url_is_redis(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None  # REDIS_URL= (empty) means unset

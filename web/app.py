@@ -4,7 +4,8 @@ Every response carries the security headers (``web/security_headers.py``); every
 capped (``MAX_REQUEST_BYTES``) and nested no deeper than ``MAX_JSON_DEPTH``; Starlette's own
 refusals (404, 405) are JSON like the rest. A new browser session is admitted only while a line
 is free (``SESSIONS__MAX_CONCURRENT``) and the address has offers left this minute. ``/health``
-is public and says only ``ok``; ``/health/details`` and ``/metrics`` need ``Authorization: Bearer
+is public and says only ``ok`` or ``degraded`` (a critical alert firing is one cause; which one is
+for ``/health/details``, ``web/alerts``); ``/health/details`` and ``/metrics`` need ``Authorization: Bearer
 <MONITORING_TOKEN>`` (open in development while no token is set). ``/api/ice-servers`` gives a
 page the STUN/TURN servers (fresh TURN credentials) for its next peer connection, ``[]`` without
 TURN (``media/turn.py``).
@@ -42,6 +43,8 @@ from web.admission import (
 )
 from web.audit import AuditLog
 from web.auth import Auth
+from web.alerts.local import LocalAlerts
+from web.alerts.sources import fired_alerts
 from web.capacity_agent import CapacityAgent, Lines
 from web.clinician import clinician_routes
 from web.product import Product, build_product
@@ -130,12 +133,14 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
         log.info("server ready: env=%s backend=%s", settings.app_env, settings.model_backend)
         yield
         if capacity_agent is not None:
+        local_alerts.start()
             await capacity_agent.stop()
         await sessions.close()
         auth.share(None)
         await product.stop()
 
     async def index(_request: Request) -> Response:
+        await local_alerts.stop()
         return FileResponse(STATIC / "index.html")
 
     async def offer(request: Request) -> Response:
@@ -192,18 +197,24 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
 
     def overall() -> str:
         """``degraded`` while a clinician could miss something: escalation records or the audit log
-        not written, or an escalation since start that no queue took (``docs/faults.md``)."""
+        not written, or an escalation since start that no queue took (``docs/faults.md``); or while
+        a critical alert of this replica's own evaluation fires."""
         failing = queue.storage_status()["storage"] == "failing" or audit.failing
-        return "degraded" if failing or escalations_not_taken() else "ok"
+        return "degraded" if failing or escalations_not_taken() or local_alerts.critical_firing() else "ok"
 
     async def health(_request: Request) -> Response:
-        # Public (load balancers, the container's check): the status word, nothing that helps an attacker.
+        # Public (load balancers, the container's check): the status word, nothing that helps an
+        # attacker: not even the names of the alerts firing (which defence is down), only that
+        # one critical alert makes it "degraded". /health/details lists them (docs/runbook/README.md).
         return JSONResponse({"status": overall()}, headers={"Cache-Control": "no-store"})
 
     async def health_details(request: Request) -> Response:
         if not monitoring_allowed(settings, request):
             return _monitoring_refused()
         return JSONResponse(
+    # The rules of configs/prometheus evaluated over this process's metrics (web/alerts/local.py).
+    local_alerts = LocalAlerts(settings)
+
             {
                 "status": overall(),
                 "env": settings.app_env,
@@ -230,6 +241,9 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
             Route("/", index),
             Route("/api/offer", offer, methods=["POST"]),
             Route("/api/ice-servers", page_ice_servers),
+                "model": product.first_backend.model_id(),  # what a rollback changed: LLM__MEDGEMMA_MODEL_ID
+                # Firing now: Prometheus's or Alertmanager's when configured, else this replica's own.
+                "alerts": (await fired_alerts(settings, local_alerts)).to_json(),
             Route("/health", health),
             Route("/health/details", health_details),
             Route("/metrics", metrics),
