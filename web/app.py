@@ -30,9 +30,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from agent.facts import ClinicalFacts
 from configs.settings import Settings
 from media.turn import ice_servers, page_ice_config
 from pipeline.metrics import ESCALATION_STORE_FAILING
+from pipeline.resume import ResumePoint
 from web.admission import (
     AddressLimit,
     BodySizeLimit,
@@ -41,10 +43,10 @@ from web.admission import (
     client_address,
     lines_busy,
 )
-from web.audit import AuditLog
-from web.auth import Auth
 from web.alerts.local import LocalAlerts
 from web.alerts.sources import fired_alerts
+from web.audit import AuditLog
+from web.auth import Auth
 from web.capacity_agent import CapacityAgent, Lines
 from web.clinician import clinician_routes
 from web.product import Product, build_product
@@ -131,16 +133,16 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
         if capacity_agent is not None:  # after the warm-up: free lines are offered once they answer
             await capacity_agent.start()
         log.info("server ready: env=%s backend=%s", settings.app_env, settings.model_backend)
+        local_alerts.start()
         yield
         if capacity_agent is not None:
-        local_alerts.start()
             await capacity_agent.stop()
         await sessions.close()
         auth.share(None)
         await product.stop()
+        await local_alerts.stop()
 
     async def index(_request: Request) -> Response:
-        await local_alerts.stop()
         return FileResponse(STATIC / "index.html")
 
     async def offer(request: Request) -> Response:
@@ -150,18 +152,30 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
         try:
             body = await request.json()
             sdp, sdp_type, pc_id = body["sdp"], body["type"], body.get("pc_id")
+            resume_id = body.get("resume")  # the session this page was in, when it reconnects
             if not (isinstance(sdp, str) and sdp_type in ("offer", "answer")):
                 raise TypeError("sdp is text and type is offer or answer")
             if pc_id is not None and not isinstance(pc_id, str):
                 raise TypeError("pc_id is text")
+            if resume_id is not None and not isinstance(resume_id, str):
+                raise TypeError("resume is a session id")
         except (ValueError, KeyError, TypeError, AttributeError):
             return JSONResponse({"error": "expected JSON with 'sdp' and 'type'"}, status_code=400)
 
         def holds_room_token(session_id: str) -> bool:  # a pc_id is bound to its session's token
             return auth.verify_patient_token(request.headers.get("x-room-token"), session_id)
 
+        resume = None
+        if resume_id is not None and not pc_id:
+            if not holds_room_token(resume_id):  # only the patient's own page resumes a session
+                log.warning("resume refused: the room token of that session was not shown")
+                return JSONResponse({"error": "this session needs its room token"}, status_code=403)
+            # Where it stood (any replica kept it); none kept: the same session, from the start.
+            resume = await product.registry.resume_point(resume_id) or ResumePoint(resume_id, ClinicalFacts())
         try:
-            answer = await sessions.answer(sdp, sdp_type, pc_id, may_renegotiate=holds_room_token)
+            answer = await sessions.answer(
+                sdp, sdp_type, pc_id, may_renegotiate=holds_room_token, resume=resume
+            )
         except NotYourConnection:
             log.warning("renegotiation refused: the room token of that connection was not shown")
             return JSONResponse({"error": "this connection needs its room token"}, status_code=403)
@@ -195,6 +209,9 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
     # Read at each scrape: the alert on records not written sees what /health sees.
     ESCALATION_STORE_FAILING.set_function(lambda: float(queue.storage_status()["storage"] == "failing"))
 
+    # The rules of configs/prometheus evaluated over this process's metrics (web/alerts/local.py).
+    local_alerts = LocalAlerts(settings)
+
     def overall() -> str:
         """``degraded`` while a clinician could miss something: escalation records or the audit log
         not written, or an escalation since start that no queue took (``docs/faults.md``); or while
@@ -212,9 +229,6 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
         if not monitoring_allowed(settings, request):
             return _monitoring_refused()
         return JSONResponse(
-    # The rules of configs/prometheus evaluated over this process's metrics (web/alerts/local.py).
-    local_alerts = LocalAlerts(settings)
-
             {
                 "status": overall(),
                 "env": settings.app_env,
@@ -227,6 +241,9 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
                 **queue.storage_status(),
                 "audit_log": "failing" if audit.failing else "ok",
                 "escalations_not_taken": escalations_not_taken(),
+                "model": product.first_backend.model_id(),  # what a rollback changed: LLM__MEDGEMMA_MODEL_ID
+                # Firing now: Prometheus's or Alertmanager's when configured, else this replica's own.
+                "alerts": (await fired_alerts(settings, local_alerts)).to_json(),
             },
             headers={"Cache-Control": "no-store"},
         )
@@ -241,13 +258,12 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
             Route("/", index),
             Route("/api/offer", offer, methods=["POST"]),
             Route("/api/ice-servers", page_ice_servers),
-                "model": product.first_backend.model_id(),  # what a rollback changed: LLM__MEDGEMMA_MODEL_ID
-                # Firing now: Prometheus's or Alertmanager's when configured, else this replica's own.
-                "alerts": (await fired_alerts(settings, local_alerts)).to_json(),
             Route("/health", health),
             Route("/health/details", health_details),
             Route("/metrics", metrics),
-            *clinician_routes(settings, auth, queue, audit, product.rooms, address_limit),
+            *clinician_routes(
+                settings, auth, queue, audit, product.rooms, address_limit, product.registry.is_live
+            ),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         middleware=[

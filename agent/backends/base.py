@@ -77,3 +77,8 @@ class BrainBackend(ABC):
     @abstractmethod
     def reply(self, request: BrainRequest) -> AsyncIterator[str]:
         """Stream the reply to the patient's turn as text pieces (any size, in order)."""
+
+    def model_id(self) -> str:
+        """The model that writes the replies, as the backend loaded or calls it (``/health/details``:
+        what a rollback of ``LLM__MEDGEMMA_MODEL_ID`` changed). Without one of its own: the backend's name."""
+        return self.name

@@ -294,6 +294,10 @@ class MedGemmaBackend(BrainBackend):
     def greeting(self) -> str:
         return greeting(self._settings.safety.emergency_number)
 
+    def model_id(self) -> str:
+        """The directory the weights were loaded from (transformers records it on the model)."""
+        return str(self._model.model.name_or_path)
+
     def warm_up(self) -> float:
         """Blocking: the first generation (and on a GPU the compilation), once per process. Seconds."""
         return self._model.warm_up(self._settings.llm.max_new_tokens)
