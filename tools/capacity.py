@@ -2,6 +2,7 @@
 
     python -m tools.capacity --sessions 1,2,4,6,8 --json
     python -m tools.capacity --sessions 1 --turns 1 --json   # a quick check
+    python -m tools.capacity --sessions 1,2,4 --no-baseline --through-haproxy --json
 
 For each level N, N patients at once talk to the product's server over real WebRTC on
 loopback, as the patient page does: Opus audio and VP8 camera video (640x480, ``--camera-fps``:
@@ -28,6 +29,20 @@ Output: human lines on stderr; with ``--json`` one JSON object, last line on std
 ``{"machine", "capacity", "baseline_capacity", "levels": [{"sessions", "p50_ms", "p95_ms",
 "turns", "turns_lost", "cpu_pct", "rss_mb"}], "baseline_levels": [...]}``, where capacity is the
 largest N whose p95 is <= 1200 ms with no turn lost (``capacity``).
+
+``--through-haproxy``: each level is also run through Debian's HAProxy with the deployment's
+config (``configs/haproxy/haproxy.cfg``, addresses rewritten: ``tools/haproxy_loopback.py``) in
+front of two replicas of the server on this box, each admitting N sessions and answering the
+agent check. The JSON then has ``"haproxy": {"capacity", "levels": [...], "added": [{"sessions",
+"request_p50_ms", "request_p95_ms", "request_p95_added_ms", "offer_p95_ms",
+"offer_p95_added_ms", "voice_p95_added_ms"}]}``. What HAProxy adds is measured where it is:
+``request_*``: ``GET /health`` to one replica, alternately direct and through HAProxy
+(``REQUESTS`` each, before the patients start), ``request_p95_added_ms`` the difference of the
+p95s (the issue's target: <= 20 ms); ``offer_*``: the patients' ``POST /api/offer`` round trip
+through HAProxy, against the direct level's. The voice itself does not pass through HAProxy
+(WebRTC media go from the patient to the replica), so ``voice_p95_added_ms`` (the level's
+voice-to-voice p95 through HAProxy minus direct) measures two replicas sharing this box's cores,
+not the proxy.
 """
 
 from __future__ import annotations
@@ -39,6 +54,7 @@ import fractions
 import json
 import math
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -61,6 +77,7 @@ from agent.redacted_logs import setup_redacted_logging
 from configs.settings import hub_offline_environment
 from pipeline.camera import FRAMES_NEEDED_FPS
 from tools.bench_paths import PATIENT_LINES, machine
+from tools.haproxy_loopback import HAProxy, Replica
 from tools.webrtc_patient_client import (
     CLIENT_RATE,
     HEARD_RMS,
@@ -81,6 +98,7 @@ THINK_S = 0.4  # the patient's pause before answering the agent
 SERVER_START_S = 300.0  # the server warms every model before it listens
 CAMERA_LOOP_S = 2.0  # the camera's video, encoded once, loops (one key frame per loop)
 CAMERA_SIZE = (640, 480)  # what the patient page asks the camera for (web/static/app.js)
+REQUESTS = 200  # GET /health per way (direct, through HAProxy): what HAProxy adds to a request
 # A turn's length class, in an intake's proportions: mostly 3-8 s, some short, some long.
 SCRIPT = ("medium", "short", "medium", "long", "medium")
 
@@ -104,6 +122,8 @@ class LevelDetails:
     idle_rss_mb: float = 0.0
     overlaps: int = 0  # turns the agent started speaking while the patient still spoke
     errors: list[str] = field(default_factory=list)
+    offers_ms: list[float] = field(default_factory=list)  # each patient's POST /api/offer round trip
+    requests_ms: dict[str, list[float]] = field(default_factory=dict)  # "direct"/"haproxy": GET /health
 
 
 def capacity(levels: Sequence[Level], p95_limit_ms: float = P95_LIMIT_MS) -> int:
@@ -338,6 +358,7 @@ class PatientRun:
     latencies_ms: list[float] = field(default_factory=list)
     overlaps: int = 0
     error: str = ""
+    offer_ms: float | None = None
 
 
 async def converse(
@@ -350,7 +371,9 @@ async def converse(
         f"capacity-{index}", mic, LoopingCamera(media.camera, media.camera_fps), on_audio=ear.listen
     )
     try:
+        sent = time.monotonic()
         response = await peer.offer(client)
+        run.offer_ms = round(1000 * (time.monotonic() - sent), 1)
         if response.status_code != 200:
             run.error = f"offer answered {response.status_code}"
             return
@@ -380,9 +403,9 @@ async def converse(
 # -- one level -----------------------------------------------------------------------------------
 
 
-def server_env(sessions: int, port: int, folder: Path) -> dict[str, str]:
+def server_env(sessions: int, port: int, folder: Path, agent_port: int = 0) -> dict[str, str]:
     """``python -m web``'s settings for a level: loopback, N lines, offers unthrottled, files in
-    ``folder``."""
+    ``folder``; with ``agent_port``, the capacity agent HAProxy asks."""
     return {
         **os.environ,
         "APP_ENV": "development",
@@ -396,6 +419,7 @@ def server_env(sessions: int, port: int, folder: Path) -> dict[str, str]:
         "VECTOR_STORE_DIR": str(folder / "chroma"),
         "CLINICIAN__ACCOUNTS_FILE": str(folder / "clinicians.json"),
         "CLINICIAN__AUDIT_LOG": str(folder / "audit.log"),
+        "SESSIONS__AGENT_CHECK_PORT": str(agent_port),
     }
 
 
@@ -438,45 +462,103 @@ async def stop_server(process: subprocess.Popen) -> None:
         await asyncio.to_thread(process.wait)
 
 
+def p95(values: Sequence[float]) -> float:
+    return round(float(np.percentile(values, 95)), 1) if values else 0.0
+
+
+async def request_latencies(
+    direct_port: int, haproxy_port: int, count: int = REQUESTS
+) -> dict[str, list[float]]:
+    """``GET /health`` ``count`` times each way, alternately: one replica direct, and through HAProxy."""
+    times: dict[str, list[float]] = {"direct": [], "haproxy": []}
+    async with httpx.AsyncClient(timeout=10) as client:
+        for _ in range(count):
+            for way, port in (("direct", direct_port), ("haproxy", haproxy_port)):
+                sent = time.perf_counter()
+                (await client.get(f"http://127.0.0.1:{port}/health")).raise_for_status()
+                times[way].append(1000 * (time.perf_counter() - sent))
+    return times
+
+
+def haproxy_binary() -> str:
+    path = shutil.which("haproxy")
+    if path is None:
+        raise SystemExit("--through-haproxy needs Debian's haproxy (apt-get install haproxy)")
+    return path
+
+
 async def run_level(
-    sessions: int, scripts: list[list[str]], media: Media, *, baseline: bool
+    sessions: int, scripts: list[list[str]], media: Media, *, baseline: bool, through_haproxy: bool = False
 ) -> tuple[Level, LevelDetails]:
-    """N patients at once against a fresh server; bounded by the level's deadline."""
+    """N patients at once against a fresh server (or, ``through_haproxy``, two fresh replicas behind
+    HAProxy, each admitting N); bounded by the level's deadline."""
     details = LevelDetails()
     turns = sum(len(s) for s in scripts[:sessions])
     deadline_s = 90.0 + 60.0 * max(len(s) for s in scripts)
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        port = free_port()
+        count = 2 if through_haproxy else 1
+        replicas = [
+            Replica(f"app-{i + 1}", free_port(), free_port() if through_haproxy else 0) for i in range(count)
+        ]
         command = [sys.executable, "-m", "tools.loopback_server", *(["--baseline"] if baseline else [])]
-        log_path = folder / "server.log"
-        with log_path.open("wb") as server_log:
-            process = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
-                command, env=server_env(sessions, port, folder), stdout=subprocess.DEVNULL, stderr=server_log
-            )
+        processes, logs = [], []
+        for replica in replicas:
+            home = folder / replica.name
+            home.mkdir()
+            logs.append(home / "server.log")
+            with logs[-1].open("wb") as server_log:
+                processes.append(
+                    subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
+                        command,
+                        env=server_env(sessions, replica.port, home, replica.agent_port),
+                        stdout=subprocess.DEVNULL,
+                        stderr=server_log,
+                    )
+                )
+        haproxy = (
+            HAProxy(haproxy_binary(), folder, free_port(), replicas, free_port()) if through_haproxy else None
+        )
         runs = [PatientRun() for _ in range(sessions)]
         peak, cpu_pct = [0.0], 0.0
         try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-                await wait_until_up(client, process)
-                server, generator = psutil.Process(process.pid), psutil.Process()
-                details.idle_rss_mb = round(rss_mb(server), 1)
-                stop = asyncio.Event()
+            for replica, process in zip(replicas, processes, strict=True):
+                async with httpx.AsyncClient(
+                    base_url=f"http://127.0.0.1:{replica.port}", timeout=30
+                ) as direct:
+                    await wait_until_up(direct, process)
+            port = replicas[0].port
+            if haproxy is not None:
+                haproxy.start()
+                await haproxy.wait_for({replica.name: "UP" for replica in replicas})
+                details.requests_ms = await request_latencies(replicas[0].port, haproxy.port)
+                port = haproxy.port
+            servers, generator = [psutil.Process(p.pid) for p in processes], psutil.Process()
+            details.idle_rss_mb = round(sum(rss_mb(server) for server in servers), 1)
+            stop = asyncio.Event()
 
-                async def sample() -> None:
-                    while not stop.is_set():
-                        peak[0] = max(peak[0], rss_mb(server))
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(stop.wait(), 0.5)
+            async def sample() -> None:
+                while not stop.is_set():
+                    peak[0] = max(peak[0], sum(rss_mb(server) for server in servers))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 0.5)
 
-                sampler = asyncio.create_task(sample())
-                started, server_cpu, generator_cpu = (
-                    time.monotonic(),
-                    cpu_seconds(server, children=True),
-                    cpu_seconds(generator, children=False),
-                )
+            def servers_cpu() -> float:
+                return sum(cpu_seconds(server, children=True) for server in servers)
+
+            sampler = asyncio.create_task(sample())
+            started, server_cpu, generator_cpu = (
+                time.monotonic(),
+                servers_cpu(),
+                cpu_seconds(generator, children=False),
+            )
+            # Each patient its own browser: no cookie of one patient steers another's offer.
+            clients = [
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) for _ in range(sessions)
+            ]
+            try:
                 patients = [
-                    asyncio.create_task(converse(i, scripts[i], media, client, runs[i]))
+                    asyncio.create_task(converse(i, scripts[i], media, clients[i], runs[i]))
                     for i in range(sessions)
                 ]
                 _done, late = await asyncio.wait(patients, timeout=deadline_s)
@@ -487,19 +569,27 @@ async def run_level(
                         f"{len(late)} patients past the level's deadline ({deadline_s:.0f} s)"
                     )
                     await asyncio.wait(late, timeout=10)
-                wall = time.monotonic() - started
-                cpu_pct = 100 * (cpu_seconds(server, children=True) - server_cpu) / wall
-                details.generator_cpu_pct = round(
-                    100 * (cpu_seconds(generator, children=False) - generator_cpu) / wall, 1
-                )
-                stop.set()
-                await sampler
-        except RuntimeError as exc:
-            details.errors.append(f"server: {exc}; log tail: {log_path.read_text(errors='replace')[-800:]}")
+            finally:
+                for client in clients:
+                    await client.aclose()
+            wall = time.monotonic() - started
+            cpu_pct = 100 * (servers_cpu() - server_cpu) / wall
+            details.generator_cpu_pct = round(
+                100 * (cpu_seconds(generator, children=False) - generator_cpu) / wall, 1
+            )
+            stop.set()
+            await sampler
+        except (RuntimeError, TimeoutError) as exc:
+            tails = " | ".join(log.read_text(errors="replace")[-800:] for log in logs)
+            details.errors.append(f"server: {exc}; log tail: {tails}")
         finally:
-            await stop_server(process)
+            if haproxy is not None:
+                haproxy.stop()
+            for process in processes:
+                await stop_server(process)
     details.errors += [f"patient {i}: {run.error}" for i, run in enumerate(runs) if run.error]
     details.overlaps = sum(run.overlaps for run in runs)
+    details.offers_ms = [run.offer_ms for run in runs if run.offer_ms is not None]
     latencies = [ms for run in runs for ms in run.latencies_ms]
     return summarise(sessions, turns, latencies, cpu_pct, peak[0]), details
 
@@ -517,7 +607,25 @@ def say(assembly: str, level: Level, details: LevelDetails) -> None:
         print(f"         {error}", file=sys.stderr, flush=True)
 
 
-async def measure(levels: list[int], turns: int, camera_fps: int, with_baseline: bool) -> dict:
+def haproxy_added(direct: tuple[Level, LevelDetails], through: tuple[Level, LevelDetails]) -> dict:
+    """What HAProxy in front of two replicas added at one level (see the module's docstring)."""
+    (direct_level, direct_details), (level, details) = direct, through
+    requests = details.requests_ms
+    offer = p95(details.offers_ms)
+    return {
+        "sessions": level.sessions,
+        "request_p50_ms": round(statistics.median(requests["haproxy"]), 1) if requests else 0.0,
+        "request_p95_ms": p95(requests.get("haproxy", [])),
+        "request_p95_added_ms": round(p95(requests.get("haproxy", [])) - p95(requests.get("direct", [])), 1),
+        "offer_p95_ms": offer,
+        "offer_p95_added_ms": round(offer - p95(direct_details.offers_ms), 1),
+        "voice_p95_added_ms": round(level.p95_ms - direct_level.p95_ms, 1),
+    }
+
+
+async def measure(
+    levels: list[int], turns: int, camera_fps: int, with_baseline: bool, through_haproxy: bool = False
+) -> dict:
     scripts = [script(i, turns) for i in range(max(levels))]
     with tempfile.TemporaryDirectory() as folder:
         media = prepare_media(scripts, camera_fps, Path(folder))
@@ -530,18 +638,41 @@ async def measure(levels: list[int], turns: int, camera_fps: int, with_baseline:
         flush=True,
     )
     report: dict = {"machine": machine()}
+    direct: list[tuple[Level, LevelDetails]] = []
     for assembly in ("ours", "baseline") if with_baseline else ("ours",):
         results = []
         for n in levels:
             level, details = await run_level(n, scripts, media, baseline=assembly == "baseline")
             say(assembly, level, details)
             results.append(level)
+            if assembly == "ours":
+                direct.append((level, details))
         key = "levels" if assembly == "ours" else "baseline_levels"
         report[key] = [asdict(level) for level in results]
         report["capacity" if assembly == "ours" else "baseline_capacity"] = capacity(results)
     report.setdefault("baseline_levels", [])
     report.setdefault("baseline_capacity", 0)
     order = ("machine", "capacity", "baseline_capacity", "levels", "baseline_levels")
+    if through_haproxy:
+        through = []
+        for n, alone in zip(levels, direct, strict=True):
+            level, details = await run_level(n, scripts, media, baseline=False, through_haproxy=True)
+            say("haproxy", level, details)
+            added = haproxy_added(alone, (level, details))
+            print(
+                f"         HAProxy added p95: request {added['request_p95_added_ms']} ms "
+                f"(p95 {added['request_p95_ms']} ms), offer {added['offer_p95_added_ms']} ms, "
+                f"voice {added['voice_p95_added_ms']} ms",
+                file=sys.stderr,
+                flush=True,
+            )
+            through.append((level, added))
+        report["haproxy"] = {
+            "capacity": capacity([level for level, _ in through]),
+            "levels": [asdict(level) for level, _ in through],
+            "added": [added for _, added in through],
+        }
+        order = (*order, "haproxy")
     return {key: report[key] for key in order}
 
 
@@ -567,12 +698,19 @@ def main(argv: list[str] | None = None) -> int:
         help="the camera's frame rate: the patient page's while no clinician watches (30 when one does)",
     )
     parser.add_argument("--no-baseline", action="store_true", help="measure ours only")
+    parser.add_argument(
+        "--through-haproxy",
+        action="store_true",
+        help="also run each level through HAProxy (configs/haproxy/haproxy.cfg) in front of two replicas",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object, last line")
     args = parser.parse_args(argv)
     hub_offline_environment()
     setup_redacted_logging("WARNING", "text")
     with loopback_ice():
-        report = asyncio.run(measure(args.sessions, args.turns, args.camera_fps, not args.no_baseline))
+        report = asyncio.run(
+            measure(args.sessions, args.turns, args.camera_fps, not args.no_baseline, args.through_haproxy)
+        )
     print(
         f"capacity: {report['capacity']} sessions (baseline {report['baseline_capacity']}) "
         f"on {report['machine']}",

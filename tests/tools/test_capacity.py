@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tools.capacity import Level, capacity, summarise
+from tools.capacity import Level, LevelDetails, capacity, haproxy_added, p95, summarise
 
 LEVEL_KEYS = {"sessions", "p50_ms", "p95_ms", "turns", "turns_lost", "cpu_pct", "rss_mb"}
 
@@ -63,3 +63,19 @@ def test_one_real_patient_is_answered_by_ours_and_by_the_stock_assembly() -> Non
         assert one["p50_ms"] > 0 and one["p95_ms"] > 0  # the patient heard the agent reply
         assert one["cpu_pct"] > 0 and one["rss_mb"] > 100  # the server's own process was measured
     assert report["capacity"] in (0, 1) and report["baseline_capacity"] in (0, 1)
+
+
+def test_what_haproxy_added_is_the_difference_of_the_p95s_at_the_same_level() -> None:
+    direct = (level(2, 900.0), LevelDetails(offers_ms=[40.0, 60.0]))
+    requests = {"direct": [1.0] * 19 + [3.0], "haproxy": [1.5] * 19 + [5.0]}
+    through = (level(2, 950.0), LevelDetails(offers_ms=[45.0, 70.0], requests_ms=requests))
+    added = haproxy_added(direct, through)
+    assert added["sessions"] == 2
+    assert added["request_p50_ms"] == 1.5
+    assert added["request_p95_added_ms"] == pytest.approx(
+        p95(requests["haproxy"]) - p95(requests["direct"]), abs=0.1
+    )
+    assert added["request_p95_added_ms"] > 0  # through HAProxy is the slower way here
+    assert added["offer_p95_ms"] == p95([45.0, 70.0])
+    assert added["offer_p95_added_ms"] == pytest.approx(p95([45.0, 70.0]) - p95([40.0, 60.0]), abs=0.1)
+    assert added["voice_p95_added_ms"] == 50.0
