@@ -2,7 +2,9 @@
 
 What runs here: Debian's ``docker-compose`` (1.29) resolves and validates the compose file
 (``config`` rejects unknown keys and missing required variables), and Debian's ``haproxy -c``
-checks configs/haproxy/haproxy.cfg. What does not: building the image and running the stack
+checks configs/haproxy/haproxy.cfg, Debian's ``promtool check config`` the stack's Prometheus
+config (its paths mapped through the compose mounts), and the Grafana provisioning is checked to
+load the real dashboard from the real Prometheus. What does not: building the image and running the stack
 (``scripts/container_check.sh`` does the first with podman; docs/runbook.md, "Running with compose").
 """
 
@@ -27,7 +29,13 @@ from tests.debian_tools import debian_tool
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 HAPROXY_CFG = REPO_ROOT / "configs" / "haproxy" / "haproxy.cfg"
 OUR_IMAGE = "patient-advocacy-agent:latest"
-SECRETS = {"SECRET_KEY": "k" * 48, "TURN__SHARED_SECRET": "turn-secret-for-the-test"}
+SECRETS = {
+    "SECRET_KEY": "k" * 48,
+    "TURN__SHARED_SECRET": "turn-secret-for-the-test",
+    "MONITORING_TOKEN": "monitoring-token-for-the-test",  # Prometheus scrapes /metrics with it
+}
+PROMETHEUS_DIR = REPO_ROOT / "configs" / "prometheus"
+GRAFANA_DIR = REPO_ROOT / "configs" / "grafana"
 ALL_PROFILES = ("phone", "gpu")
 
 
@@ -88,12 +96,14 @@ def test_compose_file_is_valid_and_has_the_whole_stack(services: dict[str, dict[
         "sip-bridge-1",
         "sip-bridge-2",
         "medgemma",
+        "prometheus",
+        "grafana",
     }
     for name in ("kamailio", "sip-bridge-1", "sip-bridge-2"):
         assert services[name]["profiles"] == ["phone"], name
     assert services["medgemma"]["profiles"] == ["gpu"]
     default = {name for name, service in services.items() if not service.get("profiles")}
-    assert default == {"app-1", "app-2", "redis", "haproxy", "coturn"}
+    assert default == {"app-1", "app-2", "redis", "haproxy", "coturn", "prometheus", "grafana"}
     assert services["haproxy"]["ports"][0]["published"] in (8000, "8000")
 
 
@@ -265,3 +275,104 @@ def test_haproxy_config_is_valid_and_balances_the_two_replicas(services: dict[st
     # docker-compose 1.29 writes mounts in the short form, source:target:mode.
     mounts = [mount.split(":") for mount in services["haproxy"]["volumes"]]
     assert [Path(mount[0]) for mount in mounts if mount[1].endswith("/haproxy.cfg")] == [HAPROXY_CFG]
+
+
+# --- monitoring: Prometheus and Grafana -------------------------------------------------------
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> host path of a service's bind mounts (short form, source:target[:mode])."""
+    found = {}
+    for mount in service["volumes"]:
+        source, target = mount.split(":")[:2]
+        if source.startswith("/"):
+            found[target] = Path(source)
+    return found
+
+
+def _host_path(mounts: dict[str, Path], container_path: str) -> Path | None:
+    for target, source in mounts.items():
+        if container_path == target or container_path.startswith(target.rstrip("/") + "/"):
+            return source / Path(container_path).relative_to(target) if container_path != target else source
+    return None
+
+
+def test_prometheus_scrapes_both_replicas_with_the_token_and_loads_the_alert_rules(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    prometheus = services["prometheus"]
+    mounts = _mounts(prometheus)
+    config_path = next(
+        arg.split("=", 1)[1]
+        for arg in " ".join(prometheus["command"]).split()
+        if arg.startswith("--config.file=")
+    )
+    host_config = _host_path(mounts, config_path)
+    assert host_config == PROMETHEUS_DIR / "prometheus.yml"
+    config = yaml.safe_load(host_config.read_text())
+    # The rule files are the repository's alerts.yml, the one promtool unit-tests.
+    assert [_host_path(mounts, rule) for rule in config["rule_files"]] == [PROMETHEUS_DIR / "alerts.yml"]
+    [job] = config["scrape_configs"]
+    assert job["job_name"] == "patient-advocacy-agent"  # what the rules read (ReplicaDown)
+    targets = [t for static in job["static_configs"] for t in static["targets"]]
+    servers = re.findall(r"^\s*server\s+\S+\s+([a-z0-9-]+:\d+)", HAPROXY_CFG.read_text(), re.MULTILINE)
+    assert sorted(targets) == sorted(set(servers)) == ["app-1:8000", "app-2:8000"]
+    # The token the entrypoint writes is the file Prometheus sends, and the replicas' own token.
+    token_file = job["authorization"]["credentials_file"]
+    assert f"> {token_file}" in prometheus["command"][0]
+    assert (
+        prometheus["environment"]["MONITORING_TOKEN"] == services["app-1"]["environment"]["MONITORING_TOKEN"]
+    )
+    # The replicas read the fired alerts from this Prometheus (python -m web.alerts, /health/details).
+    assert str(prometheus["ports"][0]).startswith("127.0.0.1:9090:9090")  # Prometheus's own port
+    for name in ("app-1", "app-2"):
+        assert services[name]["environment"]["ALERTS__PROMETHEUS_URL"] == "http://prometheus:9090"
+
+    # promtool checks the config as Prometheus would load it, its container paths mapped here.
+    local = tmp_path / "prometheus.yml"
+    (tmp_path / "token").write_text(SECRETS["MONITORING_TOKEN"])
+    job["authorization"]["credentials_file"] = str(tmp_path / "token")
+    config["rule_files"] = [str(_host_path(mounts, rule)) for rule in config["rule_files"]]
+    local.write_text(yaml.safe_dump(config))
+    promtool = debian_tool("promtool", "prometheus (promtool)")
+    result = subprocess.run(
+        [promtool, "check", "config", str(local)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout and "rules found" in result.stdout
+
+
+def test_grafana_is_provisioned_with_the_stacks_prometheus_and_the_dashboard(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    grafana = services["grafana"]
+    mounts = _mounts(grafana)
+    provisioning = _host_path(mounts, "/etc/grafana/provisioning")
+    assert provisioning == GRAFANA_DIR / "provisioning"
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
+
+    [source] = [
+        source
+        for path in sorted((provisioning / "datasources").glob("*.yml"))
+        for source in yaml.safe_load(path.read_text())["datasources"]
+    ]
+    assert source["type"] == "prometheus" and source["isDefault"] is True
+    assert source["url"] == "http://prometheus:9090"
+    assert "prometheus" in services  # the host name is the service's
+
+    [provider] = [
+        provider
+        for path in sorted((provisioning / "dashboards").glob("*.yml"))
+        for provider in yaml.safe_load(path.read_text())["providers"]
+    ]
+    assert provider["type"] == "file"
+    dashboards = _host_path(mounts, provider["options"]["path"])
+    assert dashboards == GRAFANA_DIR / "dashboards"
+    loaded = {path.name for path in dashboards.glob("*.json")}
+    assert "patient-advocacy-agent.json" in loaded  # the one tests/configs/test_dashboard.py checks
+    # The dashboard's panels pick a Prometheus data source by variable: the provisioned one fits.
+    for path in dashboards.glob("*.json"):
+        variables = yaml.safe_load(path.read_text())["templating"]["list"]
+        assert {"type": "datasource", "query": "prometheus"}.items() <= next(
+            v for v in variables if v["name"] == "datasource"
+        ).items()
