@@ -184,10 +184,35 @@ class ClinicalFacts:
             "body_sites": list(self.body_sites),
             "site_words": list(self.site_words),
             "duration": self.duration,
+            "duration_words": self.duration_words,
             "age_years": self.age_years,
             "skin_type": self.skin_type,
             "tried": list(self.tried),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClinicalFacts:
+        """The facts ``to_dict`` wrote (a resumed session's, ``pipeline/resume.py``).
+
+        Raises ValueError for a finding id or presence the lexicon does not know: facts that
+        were not ours are never half read.
+        """
+        catalogue = findings_catalogue()
+        findings = {str(k): Presence(v) for k, v in dict(data.get("findings") or {}).items()}
+        unknown = set(findings) - set(catalogue)
+        if unknown:
+            raise ValueError(f"unknown finding ids: {sorted(unknown)}")
+        age = data.get("age_years")
+        return cls(
+            findings=findings,
+            body_sites=[str(s) for s in data.get("body_sites") or []],
+            site_words=[str(s) for s in data.get("site_words") or []],
+            duration=data.get("duration"),
+            duration_words=data.get("duration_words"),
+            age_years=float(age) if age is not None else None,
+            skin_type=data.get("skin_type"),
+            tried=[str(t) for t in data.get("tried") or []],
+        )
 
 
 # --- the lexicon ---------------------------------------------------------------------------

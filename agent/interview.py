@@ -297,3 +297,16 @@ def spoken_summary(facts: ClinicalFacts) -> str:
     """The clinical summary read aloud: its parts as short sentences."""
     parts = [part.strip() for part in facts.summary().rstrip(".").split(";") if part.strip()]
     return " ".join(part[0].upper() + part[1:] + "." for part in parts)
+
+
+def resumed_greeting(facts: ClinicalFacts, emergency_number: str) -> str:
+    """The opening line of a session that resumes one cut off (``pipeline/resume.py``): it says
+    what happened, what the agent still knows, and goes on (the disclaimer, as every session's)."""
+    from agent.disclaimer import FULL
+
+    known = spoken_summary(facts) if facts.findings or facts.site_words else ""
+    knew = f"I still have what you told me. {known} " if known else ""
+    return (
+        f"Sorry, we were cut off; we're connected again. {knew}{FULL} If this is an emergency, call "
+        f"{emergency_number} now. Let's carry on: is there anything you'd like to add?"
+    )

@@ -237,6 +237,11 @@ class SessionSettings(BaseModel):
     busy_retry_after_s: int = Field(default=30, ge=1)  # the Retry-After of "all lines are busy"
     # A browser whose connection (ICE) is not up this long after its offer frees its line.
     connect_deadline_s: float = 20.0
+    # The session registry (web/session_registry.py): a replica silent this long is dead, and its
+    # sessions lost; a session's resume point is kept this long after its last turn, for a
+    # patient whose page reconnects (to any replica) after a dropped network or a dead replica.
+    registry_ttl_s: float = Field(default=15.0, ge=1.0, le=300.0)
+    resume_ttl_s: float = Field(default=1800.0, ge=60.0, le=86400.0)
     # Per client address, in a moving one-minute window.
     offers_per_minute: int = Field(default=10, ge=1)  # POST /api/offer
     clinician_requests_per_minute: int = Field(default=6, ge=1)  # the patient's clinician button
@@ -340,11 +345,6 @@ class LiveKitSettings(BaseModel):
         return self
 
 
-class Settings(BaseSettings):
-    """Everything the service reads at start-up; nothing else reads the environment."""
-
-    model_config = SettingsConfigDict(
-        env_nested_delimiter="__",
 class AlertSettings(BaseModel):
     """Where the fired alerts are read (``web/alerts``: ``python -m web.alerts``, ``/health/details``).
 
@@ -376,6 +376,11 @@ class AlertSettings(BaseModel):
         return _duration(f"ALERTS__{(info.field_name or '').upper()}", value, 5 * MINUTE)
 
 
+class Settings(BaseSettings):
+    """Everything the service reads at start-up; nothing else reads the environment."""
+
+    model_config = SettingsConfigDict(
+        env_nested_delimiter="__",
         env_file=".env",
         extra="ignore",
         case_sensitive=False,
@@ -396,6 +401,12 @@ class AlertSettings(BaseModel):
     # Shared state for running several replicas (web/shared): redis://, rediss:// or unix://.
     # Unset, everything shared lives in this process's memory (one replica, no Redis to run).
     redis_url: str | None = None
+    # Proxies whose X-Forwarded-For names the patient (uvicorn's own variable and format: addresses
+    # or networks, comma-separated, "*" for any). Behind HAProxy, rate limits count each patient,
+    # not the proxy; a header from any other peer is ignored.
+    forwarded_allow_ips: str = "127.0.0.1"
+    # This replica's name in the session registry; unset: host name and process id.
+    replica_id: str | None = None
 
     models_dir: Path = Path("models")
     scin_dir: Path = Path("data/raw/scin")
@@ -414,6 +425,7 @@ class AlertSettings(BaseModel):
     escalations: EscalationSettings = Field(default_factory=EscalationSettings)
     turn: TurnSettings = Field(default_factory=TurnSettings)
     livekit: LiveKitSettings = Field(default_factory=LiveKitSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @field_validator("log_level")
     @classmethod
@@ -425,16 +437,11 @@ class AlertSettings(BaseModel):
 
     @field_validator("redis_url")
     @classmethod
-    alerts: AlertSettings = Field(default_factory=AlertSettings)
     def _redis_url_is_redis(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None  # REDIS_URL= (empty) means unset
         scheme = urlsplit(value.strip()).scheme.lower()
         if scheme not in ("redis", "rediss", "unix"):
-    # Proxies whose X-Forwarded-For names the patient (uvicorn's own variable and format: addresses
-    # or networks, comma-separated, "*" for any). Behind HAProxy, rate limits count each patient,
-    # not the proxy; a header from any other peer is ignored.
-    forwarded_allow_ips: str = "127.0.0.1"
             # The URL may carry a password: name its scheme, never the URL.
             raise ValueError(
                 f"REDIS_URL must start with redis://, rediss:// or unix://, not {scheme or 'no'}://"

@@ -8,6 +8,11 @@ has an ``escalation_sink``). ``start`` returns a ``LiveSession`` handle: the tra
 keeps it to wait for the session's end, to end it when the patient hangs up (``hang_up``: what
 they already said is still heard and assessed) or to cancel it outright.
 
+With a ``registry`` (``web/session_registry.py``: the shared store), the host says which sessions
+this replica holds while they are live, and keeps each session's resume point there after every
+turn, so a patient whose replica died or whose network dropped resumes on any replica
+(``start(resume=...)``, ``pipeline/resume.py``). A registry that fails never stops a session.
+
 The host also keeps the one count of lines (``SESSIONS__MAX_CONCURRENT``) every transport admits
 against: live sessions plus the ones being set up (``reserve_line``), so a phone call and a
 browser offer cannot both take the last line.
@@ -16,13 +21,14 @@ browser offer cannot both take the last line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pipecat.frames.frames import EndFrame
 from pipecat.observers.base_observer import BaseObserver
@@ -34,6 +40,7 @@ from agent.backends import create_backend
 from agent.backends.base import BrainBackend
 from agent.channel import Channel
 from agent.escalation import EscalationRecord
+from agent.facts import ClinicalFacts
 from configs.logs import session_id_var
 from configs.settings import Settings
 from media.room import ClinicianSpeakingFrame, PatientSide, Room
@@ -42,6 +49,7 @@ from media.rooms import Rooms
 from pipeline.heap import collect_ended_session
 from pipeline.metrics import ACTIVE_SESSIONS, SESSION_CAPACITY, SESSIONS_REFUSED_TOTAL, SESSIONS_TOTAL
 from pipeline.observers import EscalationObserver, VoiceLatencyObserver
+from pipeline.resume import ResumePoint, ResumePointObserver
 from pipeline.session import SessionContext, make_worker, patient_session, run_worker, text_session
 from pipeline.turn_observers import turn_observers
 
@@ -53,6 +61,20 @@ EscalationSink = Callable[[EscalationRecord], Awaitable[None]]
 # After a hang-up, how long the session may take to hear out and assess the patient's last words
 # (a Whisper pass, the triage, the escalation handed to the queue) before it is cancelled.
 HANG_UP_GRACE_S = 10.0
+REGISTRY_TIMEOUT_S = 1.0  # a slow registry must not hold a session's start or its clean-up
+
+
+class SessionRegistry(Protocol):
+    """Which replica holds which live session, and where each session stands (shared by replicas)."""
+
+    async def hold(self, session_id: str) -> None:
+        """This replica holds ``session_id`` from now on (taking it from a replica that died)."""
+
+    async def release(self, session_id: str) -> None:
+        """``session_id`` has ended here (its resume point stays, for a patient who reconnects)."""
+
+    async def save(self, point: ResumePoint) -> None:
+        """Keep ``point``, the session's latest, for a resume."""
 
 
 class LinesBusy(Exception):
@@ -94,6 +116,7 @@ class LiveSession:
     room: Room | None = None
     started_at: float = field(default_factory=time.monotonic)
     task: asyncio.Task | None = field(default=None, repr=False)
+    resume_points: ResumePointObserver | None = field(default=None, repr=False)  # with a registry
 
     async def wait(self) -> None:
         """Until the session has ended (it never raises: a failed session is logged and ended).
@@ -135,8 +158,10 @@ class SessionHost:
         retriever: CaseSearch | None = None,
         rooms: Rooms | None = None,
         escalation_sink: EscalationSink | None = None,
+        registry: SessionRegistry | None = None,
     ) -> None:
         self.settings = settings
+        self.registry = registry
         self._make_backend = make_backend or (lambda: create_backend(settings))
         self._retriever = retriever
         self.rooms = rooms
@@ -166,12 +191,13 @@ class SessionHost:
         self._reserved += 1
         return Line(self)
 
-    def context(self, session_id: str, channel: Channel) -> SessionContext:
+    def context(self, session_id: str, channel: Channel, resume: ResumePoint | None = None) -> SessionContext:
         return SessionContext(
             session_id=session_id,
             channel=channel,
             retriever=self._retriever,
             escalations_queued=self._escalation_sink is not None,
+            resume=resume,
         )
 
     def observers(self) -> list[BaseObserver]:
@@ -200,8 +226,11 @@ class SessionHost:
         observers: list[BaseObserver] | None = None,
         idle_timeout_s: float | None = 300.0,
         line: Line | None = None,
+        resume: ResumePoint | None = None,
     ) -> LiveSession:
         """Assemble one patient session on ``transport`` and start it; returns its handle.
+
+        ``resume``: where a session cut off stood; this one goes on from there under its id.
 
         ``patient`` is how the transport lets a clinician be heard (and seen) by the patient;
         with it, and rooms on the host, the session gets a room a clinician can join. ``line`` is
@@ -210,8 +239,8 @@ class SessionHost:
         """
         try:
             return await self._start(
-                transport, kind, channel, session_id, output_rate, patient, patient_rate, observers,
-                idle_timeout_s,
+                transport, kind, channel, resume.session_id if resume else session_id, output_rate,
+                patient, patient_rate, observers, idle_timeout_s, resume,
             )  # fmt: skip
         finally:
             if line is not None:
@@ -228,10 +257,16 @@ class SessionHost:
         patient_rate: int,
         observers: list[BaseObserver] | None,
         idle_timeout_s: float | None,
+        resume: ResumePoint | None,
     ) -> LiveSession:
         session_id = session_id or uuid.uuid4().hex
         session_id_var.set(session_id)
-        context = self.context(session_id, channel)
+        earlier = self.live.get(session_id)
+        if earlier is not None:  # the same patient back on this replica: the old connection is gone
+            await earlier.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(earlier.wait(), HANG_UP_GRACE_S)
+        context = self.context(session_id, channel, resume)
         # Loading the session's models takes a while: not on the event loop other calls run on.
         processors = await asyncio.to_thread(self.session_processors, context)
         worker = make_worker(
@@ -245,6 +280,11 @@ class SessionHost:
         live = LiveSession(session_id, kind, channel, worker)
         for observer in [VoiceLatencyObserver(), *turn_observers(), *self.observers()]:
             worker.add_observer(observer)
+        if self.registry is not None:
+            start = resume or ResumePoint(session_id, ClinicalFacts())
+            live.resume_points = ResumePointObserver(self.registry.save, start)
+            worker.add_observer(live.resume_points)
+            await self._tell_registry(self.registry.hold(session_id))
         if self.rooms is not None and patient is not None:
             live.room = self.rooms.open(session_id, patient, patient_rate=patient_rate)
             patient.connect_room(live.room)  # the clinician's voice reaches the patient from now on
@@ -265,8 +305,20 @@ class SessionHost:
             log.exception("session failed")
         finally:
             ACTIVE_SESSIONS.dec()
-            self.live.pop(live.session_id, None)
-            if self.rooms is not None:
-                await self.rooms.close(live.session_id)
+            if live.resume_points is not None:  # its last turn is kept before it is let go of
+                await self._tell_registry(live.resume_points.flush())
+            if self.live.get(live.session_id) is live:  # not when a resumed session took its place
+                self.live.pop(live.session_id, None)
+                if self.rooms is not None:
+                    await self.rooms.close(live.session_id)
+                if self.registry is not None:
+                    await self._tell_registry(self.registry.release(live.session_id))
             log.info("session ended: %.0f s", time.monotonic() - live.started_at)
             collect_ended_session()
+
+    @staticmethod
+    async def _tell_registry(call: Awaitable[None]) -> None:
+        try:
+            await asyncio.wait_for(call, REGISTRY_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - the session goes on; the registry catches up later
+            log.warning("session registry not told (%s)", type(exc).__name__)

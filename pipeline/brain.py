@@ -58,10 +58,17 @@ REPLY_DEADLINE_FACTOR = 3.0  # the whole reply, in multiples of the time allowed
 
 class BrainProcessor(FrameProcessor):
     def __init__(
-        self, backend: BrainBackend, *, first_text_timeout_s: float = 20.0, channel: Channel = Channel.VIDEO
+        self,
+        backend: BrainBackend,
+        *,
+        first_text_timeout_s: float = 20.0,
+        channel: Channel = Channel.VIDEO,
+        greeting: str | None = None,
     ) -> None:
+        """``greeting`` replaces the backend's opening line (a resumed session's, ``pipeline/resume.py``)."""
         super().__init__()
         self._backend = backend
+        self._greeting = greeting
         self._timeout_s = first_text_timeout_s
         # Zero series for this backend from the start: an alert sees the first failure as a rise.
         MODEL_BACKEND_TIMEOUTS_TOTAL.labels(backend=backend.name)
@@ -85,7 +92,7 @@ class BrainProcessor(FrameProcessor):
         await super().process_frame(frame, direction)
         if isinstance(frame, StartFrame):
             await self.push_frame(frame, direction)
-            await self._speak_text(self._backend.greeting())
+            await self._speak_text(self._greeting or self._backend.greeting())
             return
         if isinstance(frame, EscalationFrame) and direction == FrameDirection.UPSTREAM:
             self._escalated = True

@@ -92,9 +92,14 @@ class EscalationProcessor(FrameProcessor):
         channel: Channel = Channel.VIDEO,
         escalate_from: Urgency = Urgency.URGENT,
         handoff_timeout_s: float = HANDOFF_TIMEOUT_S,
+        resumes_record: str | None = None,
     ) -> None:
+        """``resumes_record``: the escalation a session cut off had raised, when this session
+        resumes it (``pipeline/resume.py``). Its facts raise it again at the first turn, as that
+        record (the queue refreshes it: the clinician's claim stays), never as a second one."""
         super().__init__()
         self._session_id = session_id
+        self._resumes_record = resumes_record
         self._store = store
         self._emergency_number = emergency_number
         self._channel = channel
@@ -263,6 +268,8 @@ class EscalationProcessor(FrameProcessor):
             )
         if self._record is not None:  # the same escalation, raised: the queue refreshes the one it has
             record.id, record.created_at = self._record.id, self._record.created_at
+        elif self._resumes_record is not None:  # the same escalation, from before the cut
+            record.id = self._resumes_record
         return record
 
     def _make_record(self, assessment: Assessment, trigger: str) -> EscalationRecord:

@@ -40,11 +40,13 @@ def safety_processors(
     policy: Policy | None = None,
     reassure_every_s: float = 45.0,
     repeat_emergency_after_s: float = 180.0,
+    resumes_escalation: str | None = None,
 ) -> list[FrameProcessor]:
     """The safety layer, in order: escalation, clinician presence, spoken guard.
 
     ``store`` keeps the escalation records of a session no clinician queue watches; None when a
     queue does (``EscalationObserver``), as in every session the product builds.
+    ``resumes_escalation``: the record a session cut off raised (``pipeline/resume.py``).
     """
     return [
         EscalationProcessor(
@@ -53,6 +55,7 @@ def safety_processors(
             emergency_number=emergency_number,
             channel=channel,
             escalate_from=(policy or default_policy()).escalate_from,
+            resumes_record=resumes_escalation,
         ),
         ClinicianPresenceProcessor(
             emergency_number=emergency_number,

@@ -36,6 +36,7 @@ from pipecat.workers.runner import WorkerRunner
 from agent.backends.base import BrainBackend
 from agent.channel import Channel
 from agent.escalation import EscalationStore
+from agent.interview import resumed_greeting
 from agent.policy import default_policy
 from agent.second_opinion import create_red_flag_checker
 from agent.semantic_flags import SemanticRedFlags
@@ -47,6 +48,7 @@ from pipeline.fail_safe import guard
 from pipeline.heap import freeze_startup_heap
 from pipeline.incremental_stt import IncrementalWhisperSTT
 from pipeline.reply_gate import ReplyGate
+from pipeline.resume import ResumePoint
 from pipeline.safety import safety_processors
 from pipeline.safety_audio import SafePiperTTSService, kept_safety_audio, prepare_safety_audio
 from pipeline.second_opinion import SecondOpinionProcessor
@@ -72,6 +74,8 @@ class SessionContext:
     # A clinician queue stores the session's escalation records (EscalationObserver): the
     # escalation processor then stores none itself, so each record is stored once.
     escalations_queued: bool = False
+    # Where a session cut off stood, when this one resumes it (pipeline/resume.py).
+    resume: ResumePoint | None = None
 
 
 def voice_model(settings: Settings) -> Path:
@@ -109,14 +113,19 @@ def _semantic_red_flags(model_dir: Path, device: str) -> SemanticRedFlags | None
     return SemanticRedFlags(lambda texts: encoder.encode(texts, threads=1), default_policy())
 
 
-def make_triage(settings: Settings) -> TriageProcessor:
-    """The triage processor with the safety readings the settings ask for (shared models)."""
+def make_triage(settings: Settings, resume: ResumePoint | None = None) -> TriageProcessor:
+    """The triage processor with the safety readings the settings ask for (shared models), from
+    the facts of the session it resumes, if any."""
     semantic = None
     if settings.safety.semantic_detector:
         semantic = _semantic_red_flags(
             settings.path(settings.embedding.text_model_dir), settings.embedding.device
         )
-    return TriageProcessor(sounds_like=settings.safety.sounds_like, semantic=semantic)
+    return TriageProcessor(
+        sounds_like=settings.safety.sounds_like,
+        semantic=semantic,
+        facts=resume.facts if resume else None,
+    )
 
 
 def thinking_processors(
@@ -126,7 +135,16 @@ def thinking_processors(
     opinion on red flags (when a model is configured), and the safety layer."""
     processors: list[FrameProcessor] = [
         CaseEvidenceProcessor(),  # before the brain: it and the escalation read the same assessment
-        BrainProcessor(backend, first_text_timeout_s=settings.llm.timeout_s, channel=context.channel),
+        BrainProcessor(
+            backend,
+            first_text_timeout_s=settings.llm.timeout_s,
+            channel=context.channel,
+            greeting=(
+                resumed_greeting(context.resume.facts, settings.safety.emergency_number)
+                if context.resume
+                else None
+            ),
+        ),
     ]
     checker = create_red_flag_checker(settings)  # None for MODEL_BACKEND=mock
     if checker is not None:
@@ -140,6 +158,7 @@ def thinking_processors(
         disclaimer_every_turns=settings.safety.disclaimer_every_turns,
         reassure_every_s=settings.clinician.reassure_every_s,
         repeat_emergency_after_s=settings.clinician.repeat_emergency_after_s,
+        resumes_escalation=context.resume.escalation_id if context.resume else None,
     )
     return processors
 
@@ -154,7 +173,7 @@ def text_session(settings: Settings, backend: BrainBackend, context: SessionCont
 
 
 def _text_chain(settings: Settings, backend: BrainBackend, context: SessionContext) -> list[FrameProcessor]:
-    processors: list[FrameProcessor] = [make_triage(settings)]
+    processors: list[FrameProcessor] = [make_triage(settings, context.resume)]
     if context.retriever is not None:
         from pipeline.retrieval import RetrievalProcessor
 

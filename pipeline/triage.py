@@ -46,13 +46,17 @@ class TriageProcessor(FrameProcessor):
         *,
         sounds_like: bool = True,
         semantic: SemanticRedFlags | None = None,
+        facts: ClinicalFacts | None = None,
     ) -> None:
+        """``facts``: what a session cut off had heard, when this one resumes it (``pipeline/resume.py``)."""
         super().__init__()
         self._policy = policy or default_policy()
         self._sounds_like = sounds_like
         self._semantic = semantic
-        self._facts = ClinicalFacts()  # what the patient said, as transcribed
-        self._heard = ClinicalFacts()  # the same, plus what sound-alike readings add (safety only)
+        self._facts = facts.copy() if facts else ClinicalFacts()  # what the patient said, as transcribed
+        # The same, plus what sound-alike readings add (safety only; a resumed session's start
+        # from the facts kept: the sound-alike readings are not).
+        self._heard = self._facts.copy()
         self._understanding = Understanding()
 
     @property

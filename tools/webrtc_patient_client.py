@@ -82,6 +82,7 @@ class PatientPeer:
     ) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.session_id = ""
+        self.room_token = ""
         self._listeners: list[asyncio.Task] = []
         channel = self.pc.createDataChannel("messages", ordered=True)
 
@@ -106,14 +107,25 @@ class PatientPeer:
         self.pc.addTransceiver(microphone, direction="sendrecv")
         self.pc.addTransceiver(camera if camera is not None else "video", direction="sendrecv")
 
-    async def offer(self, client: httpx.AsyncClient) -> httpx.Response:
-        """POST the offer; on 200 the answer is applied and ``session_id`` is the server's."""
+    async def offer(
+        self, client: httpx.AsyncClient, *, resume: tuple[str, str] | None = None
+    ) -> httpx.Response:
+        """POST the offer; on 200 the answer is applied and ``session_id`` is the server's.
+
+        ``resume``: (session id, room token) of a session this patient was cut off from, as the
+        page sends them when it reconnects.
+        """
         await self.pc.setLocalDescription(await self.pc.createOffer())  # gathers every candidate
         description = self.pc.localDescription
-        response = await client.post("/api/offer", json={"sdp": description.sdp, "type": description.type})
+        body: dict[str, Any] = {"sdp": description.sdp, "type": description.type}
+        headers = {}
+        if resume is not None:
+            body["resume"], headers["X-Room-Token"] = resume
+        response = await client.post("/api/offer", json=body, headers=headers)
         if response.status_code == 200:
             answer = response.json()
             self.session_id = answer["session_id"]
+            self.room_token = answer.get("room_token", "")
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         return response
 

@@ -30,9 +30,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from agent.facts import ClinicalFacts
 from configs.settings import Settings
 from media.turn import ice_servers, page_ice_config
 from pipeline.metrics import ESCALATION_STORE_FAILING
+from pipeline.resume import ResumePoint
 from web.admission import (
     AddressLimit,
     BodySizeLimit,
@@ -150,18 +152,30 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
         try:
             body = await request.json()
             sdp, sdp_type, pc_id = body["sdp"], body["type"], body.get("pc_id")
+            resume_id = body.get("resume")  # the session this page was in, when it reconnects
             if not (isinstance(sdp, str) and sdp_type in ("offer", "answer")):
                 raise TypeError("sdp is text and type is offer or answer")
             if pc_id is not None and not isinstance(pc_id, str):
                 raise TypeError("pc_id is text")
+            if resume_id is not None and not isinstance(resume_id, str):
+                raise TypeError("resume is a session id")
         except (ValueError, KeyError, TypeError, AttributeError):
             return JSONResponse({"error": "expected JSON with 'sdp' and 'type'"}, status_code=400)
 
         def holds_room_token(session_id: str) -> bool:  # a pc_id is bound to its session's token
             return auth.verify_patient_token(request.headers.get("x-room-token"), session_id)
 
+        resume = None
+        if resume_id is not None and not pc_id:
+            if not holds_room_token(resume_id):  # only the patient's own page resumes a session
+                log.warning("resume refused: the room token of that session was not shown")
+                return JSONResponse({"error": "this session needs its room token"}, status_code=403)
+            # Where it stood (any replica kept it); none kept: the same session, from the start.
+            resume = await product.registry.resume_point(resume_id) or ResumePoint(resume_id, ClinicalFacts())
         try:
-            answer = await sessions.answer(sdp, sdp_type, pc_id, may_renegotiate=holds_room_token)
+            answer = await sessions.answer(
+                sdp, sdp_type, pc_id, may_renegotiate=holds_room_token, resume=resume
+            )
         except NotYourConnection:
             log.warning("renegotiation refused: the room token of that connection was not shown")
             return JSONResponse({"error": "this connection needs its room token"}, status_code=403)
@@ -247,7 +261,9 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
             Route("/health", health),
             Route("/health/details", health_details),
             Route("/metrics", metrics),
-            *clinician_routes(settings, auth, queue, audit, product.rooms, address_limit),
+            *clinician_routes(
+                settings, auth, queue, audit, product.rooms, address_limit, product.registry.is_live
+            ),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         middleware=[

@@ -127,12 +127,16 @@ def clinician_routes(
     audit: AuditLog,
     rooms: Rooms,
     address_limit: Callable[[str, int], AddressLimit] = AddressLimit,
+    held_anywhere: Callable[[str], bool] | None = None,
     *,
     keepalive_s: float = 15.0,
 ) -> list[Route]:
     """The console page, its API, its event stream, and the patient's room endpoints.
 
     ``address_limit`` makes the per-address limits (``web/app.py``: counted across replicas).
+    ``held_anywhere`` says whether a session is live on any replica (``web/session_registry.py``),
+    for the console's "patient not connected"; the room endpoints act on this replica's rooms (a
+    load balancer brings a session's requests to the replica that holds it).
     """
     sign_ins = address_limit("sign-in", settings.sessions.sign_ins_per_minute)
     refusal_audits = address_limit("refusal-audit", AUDIT_REFUSALS_PER_MINUTE)
@@ -145,7 +149,9 @@ def clinician_routes(
         data = record.to_dict()
         data["waiting_s"] = round(waiting_seconds(record), 1)
         data["clinician_name"] = auth.display_name(record.clinician)
-        data["live"] = rooms.is_live(record.session_id)
+        data["live"] = rooms.is_live(record.session_id) or bool(
+            held_anywhere and held_anywhere(record.session_id)
+        )
         return data
 
     async def guard(request: Request, *, changes: bool) -> Clinician | Response:

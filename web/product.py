@@ -12,8 +12,10 @@ the case retriever, the escalation queue and its store, the rooms, the session h
 the settings enable it, the SIP bridge. Per-session state lives in the pipeline's processors.
 
 The shared state (``web/shared``: Redis with ``REDIS_URL``, else this process's memory) is opened
-by ``start``, being async, and the escalation queue becomes this replica's view of the queue in
-it; a product that is never started (a replay, the evaluation) keeps its queue to itself.
+by ``start``, being async: the escalation queue becomes this replica's view of the queue in it,
+and the session registry (``web/session_registry.py``) keeps there which sessions this replica
+holds and where each stands, for a patient who reconnects. A product that is never started (a
+replay, the evaluation) keeps its queue to itself and its sessions unregistered.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from media.turn import ice_servers
 from pipeline.session import warm_up
 from rag.retrieval import Retriever
 from web.queue import EscalationQueue
+from web.session_registry import SharedSessionRegistry
 from web.shared import SharedStore, open_store
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,7 @@ class Product:
     rooms: Rooms
     host: SessionHost
     phone: SipServer | None
+    registry: SharedSessionRegistry
     shared: SharedStore | None = None  # opened by ``start``
 
     async def warm_up(self) -> None:
@@ -70,6 +74,7 @@ class Product:
         self.shared = await open_store(self.settings)
         try:
             await self.queue.share(self.shared)
+            await self.registry.open(self.shared)  # which replica holds which session; resume points
         except BaseException:
             await self.shared.close()
             self.shared = None
@@ -82,6 +87,7 @@ class Product:
     async def stop(self) -> None:
         if self.phone is not None:
             await self.phone.stop()
+        await self.registry.close()
         await self.queue.close()
         if self.shared is not None:
             await self.shared.close()
@@ -100,12 +106,14 @@ def build_product(
     retriever = Retriever.from_settings(settings)
     queue = EscalationQueue(EscalationStore(settings.path(settings.escalations_dir)))
     rooms = Rooms(lambda session_id: [s.for_server() for s in ice_servers(settings.turn, tag=session_id)])
+    registry = SharedSessionRegistry(settings, queue)
     host = SessionHost(
         settings,
         make_backend=make_backend,
         retriever=retriever,
         rooms=rooms,
         escalation_sink=queue.add,  # escalations reach the console, and are stored there once
+        registry=registry,  # sessions held here, and where each stands (a patient resumes anywhere)
     )
     with_phone = settings.sip.enabled if phone is None else phone
     return Product(
@@ -116,4 +124,5 @@ def build_product(
         rooms=rooms,
         host=host,
         phone=SipServer(settings, host) if with_phone else None,
+        registry=registry,
     )

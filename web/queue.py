@@ -585,6 +585,13 @@ class EscalationQueue:
         self._notify(QueueChange(kind, _snapshot(cached)))
         return cached
 
+    def reshow(self, session_id: str) -> None:
+        """Tell the consoles again about the session's open escalations (nothing in them changed,
+        but what the consoles show about them did: the live session was lost, or is back)."""
+        for record in list(self._records.values()):
+            if record.session_id == session_id and record.status in ACTIVE:
+                self._notify(QueueChange(ChangeKind.UPDATED, _snapshot(record)))
+
     def _notify(self, change: QueueChange) -> None:
         for subscription in list(self._subscribers):
             subscription.push(change)

@@ -31,6 +31,7 @@ from media.host import Line, LinesBusy, LiveSession, SessionHost, Transport
 from media.turn import IceServer
 from media.webrtc_patient import BrowserPatient
 from pipeline.camera import FRAMES_NEEDED_FPS
+from pipeline.resume import ResumePoint
 from pipeline.session import INPUT_RATE
 
 __all__ = ["LinesBusy", "NotYourConnection", "UnreadableOffer", "WebRTCSessions"]
@@ -55,6 +56,7 @@ class BrowserSession:
     leaving: asyncio.Task | None = None  # the hang-up in progress
     deadline: asyncio.Task | None = None  # the ICE connect deadline, while it waits
     ending: asyncio.Task | None = None  # the same task once it ends the session
+    resume: ResumePoint | None = None  # where the session it goes on from stood
 
 
 AUDIO_LINE = re.compile(r"^m=audio ", re.MULTILINE)
@@ -135,8 +137,12 @@ class WebRTCSessions:
         pc_id: str | None = None,
         *,
         may_renegotiate: Callable[[str], bool] | None = None,
+        resume: ResumePoint | None = None,
     ) -> dict:
         """Answer an offer: renegotiate a known connection or start a new session.
+
+        ``resume``: the new session goes on from where a session cut off stood, under its id (the
+        caller checked the patient's room token for it; ``pipeline/resume.py``).
 
         Renegotiating a live connection (its ``pc_id``) changes the patient's media, so it needs
         ``may_renegotiate(session_id)`` to say yes (the caller showed that session's room token);
@@ -161,7 +167,7 @@ class WebRTCSessions:
         except UnreadableOffer:
             line.release()
             raise
-        session_id = uuid.uuid4().hex
+        session_id = resume.session_id if resume else uuid.uuid4().hex
         servers = [server.for_server() for server in self._ice_servers(session_id)]
         connection = SmallWebRTCConnection(ice_servers=servers)
         try:
@@ -172,7 +178,7 @@ class WebRTCSessions:
             if isinstance(exc, Exception):  # aiortc's parser asserts, indexes and looks up on bad SDP
                 raise UnreadableOffer from exc
             raise  # a cancellation stays one
-        session = BrowserSession(session_id=session_id, connection=connection)
+        session = BrowserSession(session_id=session_id, connection=connection, resume=resume)
         self._sessions[connection.pc_id] = session
 
         @connection.event_handler("closed")
@@ -261,6 +267,7 @@ class WebRTCSessions:
             patient=patient,
             patient_rate=OUTPUT_RATE,
             line=line,
+            resume=session.resume,
         )
 
     async def close(self, timeout_s: float = 10.0) -> None:
