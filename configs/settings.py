@@ -104,8 +104,17 @@ class VoiceSettings(BaseModel):
     # ("... a mole, a rash, sores ..."). Off by default: measured, it made Whisper drop the
     # words of short phrases (docs/safety.md, "Robust to mishearing").
     vocabulary: str = ""
+    # Cloud voice, for MODEL_BACKEND=cloud only (pipeline/cloud_voice.py): with a project and a
+    # service-account key file, Google speech-to-text hears the patient and Google text-to-speech
+    # speaks instead of Whisper and Piper, so the patient's audio leaves the box.
     google_cloud_project: str | None = None
     google_application_credentials: Path | None = None
+    # Where Google processes the audio: "global", a multi-region ("eu", "us") or a region.
+    google_location: str = "global"
+    google_tts_voice: str = "en-US-Chirp3-HD-Charon"  # a streaming (Chirp 3 HD) voice
+    # host:port of a local stand-in for both Google APIs (tests, emulators): plaintext, no
+    # credentials sent, so only a loopback address is accepted.
+    google_emulator_host: str | None = None
     # Silence that ends the patient's turn when the end-of-turn model hears a finished
     # utterance, and when it does not (a pause mid-thought). Transcription starts before either.
     # Chosen by the turn-taking sweep (`python -m tools turns`): against 0.35 / 1.0 s it halved the
@@ -123,6 +132,20 @@ class VoiceSettings(BaseModel):
     @classmethod
     def _silence_is_bounded(cls, value: float, info: ValidationInfo) -> float:
         return _duration(f"VOICE__{info.field_name.upper()}", value, 10.0)
+
+    @field_validator("google_emulator_host")
+    @classmethod
+    def _emulator_is_local(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, _, port = value.rpartition(":")
+        try:
+            local = ipaddress.ip_address(host.strip("[]")).is_loopback and port.isdigit()
+        except ValueError:
+            local = host == "localhost" and port.isdigit()
+        if not local:
+            raise ValueError(f"VOICE__GOOGLE_EMULATOR_HOST must be a loopback host:port, not {value!r}")
+        return value
 
 
 class SafetySettings(BaseModel):

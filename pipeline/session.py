@@ -11,6 +11,10 @@ The reply gate holds the voice of a reply made before the patient's turn was kno
 Every processor's errors escalate the session (``pipeline/fail_safe.py``), and the voice plays the
 safety lines' audio kept at start-up when Piper fails on one (``pipeline/safety_audio.py``).
 
+With the cloud voice (``pipeline/cloud_voice.py``: MODEL_BACKEND=cloud and a Google project),
+Google's speech-to-text stands in for Whisper behind the same turn-taking, and Google's
+text-to-speech for Piper with the same kept audio; this module is the one place that decides.
+
 The same assembly serves the browser (WebRTC), phone calls (SIP), replays (files) and, from
 triage to the spoken guard, the evaluation's text sessions. The composition root
 (``web/product.py``) is what calls it, for every entry point.
@@ -30,6 +34,7 @@ from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.processors.frame_processor import FrameProcessor
+from pipecat.services.tts_service import TTSService
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
@@ -44,9 +49,10 @@ from configs.settings import Settings
 from pipeline.brain import BrainProcessor
 from pipeline.camera import CameraSampler
 from pipeline.case_evidence import CaseEvidenceProcessor
+from pipeline.cloud_voice import cloud_voice
 from pipeline.fail_safe import guard
 from pipeline.heap import freeze_startup_heap
-from pipeline.incremental_stt import IncrementalWhisperSTT
+from pipeline.incremental_stt import IncrementalWhisperSTT, SpeechToText
 from pipeline.reply_gate import ReplyGate
 from pipeline.resume import ResumePoint
 from pipeline.safety import safety_processors
@@ -83,13 +89,14 @@ def voice_model(settings: Settings) -> Path:
     return settings.path(settings.voice.piper_voices_dir) / f"{settings.voice.piper_voice}.onnx"
 
 
-def make_tts(settings: Settings) -> SafePiperTTSService:
-    """Piper with the process's shared voice (``pipeline/shared_models.py``), with the safety
-    lines' audio kept at start-up played if it fails to say one of them."""
-    return SafePiperTTSService(
-        kept=kept_safety_audio(voice_model(settings), settings.safety.emergency_number),
-        voice_model=voice_model(settings),
-    )
+def make_tts(settings: Settings) -> TTSService:
+    """Piper with the process's shared voice (``pipeline/shared_models.py``), or Google's with the
+    cloud voice, with the safety lines' audio kept at start-up played if it fails to say one."""
+    kept = kept_safety_audio(voice_model(settings), settings.safety.emergency_number)
+    cloud = cloud_voice(settings)
+    if cloud is not None:
+        return cloud.tts(kept)
+    return SafePiperTTSService(kept=kept, voice_model=voice_model(settings))
 
 
 def make_vad() -> VADProcessor:
@@ -197,8 +204,10 @@ def shared_transcriber_for(settings: Settings) -> Transcriber:
 
 
 def listening_processors(settings: Settings) -> list[FrameProcessor]:
-    """Speech in, turns and transcriptions out: VAD and the incremental transcriber."""
-    transcriber = shared_transcriber_for(settings)
+    """Speech in, turns and transcriptions out: VAD and the incremental transcriber (Whisper, or
+    Google's speech-to-text with the cloud voice)."""
+    cloud = cloud_voice(settings)
+    transcriber: SpeechToText = cloud.transcriber() if cloud else shared_transcriber_for(settings)
     stt = IncrementalWhisperSTT(
         transcriber,
         end_of_turn=SharedSmartTurn(),  # the process's Smart Turn model, this turn's audio its own
@@ -226,7 +235,8 @@ def warm_up(settings: Settings) -> None:
     from agent.facts import extract_facts
     from agent.hearing import warm_up as hearing_warm_up
 
-    shared_transcriber_for(settings).warm_up()
+    if cloud_voice(settings) is None:  # the cloud voice has no Whisper (and fails here if misconfigured)
+        shared_transcriber_for(settings).warm_up()
     triage = make_triage(settings)
     hearing_warm_up()
     triage.assess(extract_facts("I have had an itchy rash on my arm for two weeks, no fever."), "no fever")

@@ -90,3 +90,8 @@ participant_id
 # configs/settings.py: LIVEKIT__* settings, read by media/livekit_access.py (tokens, dispatch); the
 # rooms switch that reads them in the server is not built yet (docs/rooms.md).
 _.livekit
+
+# pipeline/google_voice.py: pipecat's GoogleTTSService makes its client in __init__ with
+# _create_client(credentials, credentials_path); ours makes it on first use instead.
+_._create_client
+credentials_path
