@@ -276,6 +276,7 @@ def make_worker(
         observers=observers or [],
         idle_timeout_secs=idle_timeout_s,
         idle_timeout_frames=(*speech, UserStartedSpeakingFrame, *activity_frames),
+        enable_tracing=False,  # pipecat's service spans carry the words said: see pipeline/tracing.py
     )
 
 

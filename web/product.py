@@ -35,6 +35,7 @@ from media.rooms import Rooms
 from media.sip.server import SipServer
 from media.turn import ice_servers
 from pipeline.session import warm_up
+from pipeline.tracing import install_tracing
 from rag.retrieval import Retriever
 from web.queue import EscalationQueue
 from web.session_registry import SharedSessionRegistry
@@ -101,6 +102,7 @@ def build_product(
     phone: bool | None = None,
 ) -> Product:
     """The product's object graph. ``phone`` overrides ``SIP__ENABLED`` (the bridge alone needs it)."""
+    install_tracing(settings)  # once per process: the turn traces' exporter, when configured
     make_backend = make_backend or (lambda: create_backend(settings))
     first_backend = make_backend()
     retriever = Retriever.from_settings(settings)
