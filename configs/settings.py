@@ -335,9 +335,12 @@ class LiveKitSettings(BaseModel):
     the access tokens of the patient, the clinician and the agent for a session's LiveKit room,
     signed with ``LIVEKIT__API_SECRET``, each with its own explicit grants and expiring
     ``LIVEKIT__TOKEN_TTL_S`` after it is minted (a token only needs to last until it is used to
-    join; the connection then outlives it).
+    join; the connection then outlives it). ``LIVEKIT__ENABLED=true`` (it needs the URL) moves new
+    patient sessions and clinicians' joins to LiveKit rooms; false (the default), they stay peer
+    to peer even with a URL set, so credentials can be put in place before the switch.
     """
 
+    enabled: bool = False
     url: str | None = None  # wss://livekit.example.org
     api_key: str | None = None
     api_secret: SecretStr | None = None
@@ -365,6 +368,8 @@ class LiveKitSettings(BaseModel):
         secret = self.api_secret.get_secret_value() if self.api_secret else ""
         if self.url and not (self.api_key and secret.strip()):
             raise ValueError("LIVEKIT__URL needs LIVEKIT__API_KEY and LIVEKIT__API_SECRET")
+        if self.enabled and not self.url:
+            raise ValueError("LIVEKIT__ENABLED needs LIVEKIT__URL (and its API key and secret)")
         return self
 
 
@@ -397,34 +402,6 @@ class AlertSettings(BaseModel):
     @classmethod
     def _short(cls, value: float, info: ValidationInfo) -> float:
         return _duration(f"ALERTS__{(info.field_name or '').upper()}", value, 5 * MINUTE)
-
-
-class TracingSettings(BaseModel):
-    """Where the turn traces go (``pipeline/tracing.py``): an OpenTelemetry collector, over OTLP/HTTP.
-
-    Off unless an endpoint is set: ``TRACING__OTLP_ENDPOINT``, or else the standard
-    ``OTEL_EXPORTER_OTLP_ENDPOINT`` (read by this object, like every variable). Either is the
-    collector's base URL (``http://otel-collector:4318``); the spans go to its ``/v1/traces``. The
-    spans carry timings, counts and categories only, never what anyone said or showed.
-    """
-
-    otlp_endpoint: str | None = None
-    service_name: str = "patient-advocacy-agent"
-    export_timeout_s: float = 5.0
-
-    @field_validator("otlp_endpoint")
-    @classmethod
-    def _endpoint_is_http(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        if not value.strip().lower().startswith(("http://", "https://")):
-            raise ValueError("TRACING__OTLP_ENDPOINT must be an http(s):// URL (OTLP over HTTP)")
-        return value.strip()
-
-    @field_validator("export_timeout_s")
-    @classmethod
-    def _short(cls, value: float) -> float:
-        return _duration("TRACING__EXPORT_TIMEOUT_S", value, MINUTE)
 
 
 class Settings(BaseSettings):
@@ -477,9 +454,6 @@ class Settings(BaseSettings):
     turn: TurnSettings = Field(default_factory=TurnSettings)
     livekit: LiveKitSettings = Field(default_factory=LiveKitSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
-    tracing: TracingSettings = Field(default_factory=TracingSettings)
-    # The OpenTelemetry standard variable, honoured when TRACING__OTLP_ENDPOINT is unset.
-    otel_exporter_otlp_endpoint: str | None = None
 
     @field_validator("log_level")
     @classmethod

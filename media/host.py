@@ -51,7 +51,6 @@ from pipeline.metrics import ACTIVE_SESSIONS, SESSION_CAPACITY, SESSIONS_REFUSED
 from pipeline.observers import EscalationObserver, VoiceLatencyObserver
 from pipeline.resume import ResumePoint, ResumePointObserver
 from pipeline.session import SessionContext, make_worker, patient_session, run_worker, text_session
-from pipeline.tracing import TurnSpanObserver
 from pipeline.turn_observers import turn_observers
 
 if TYPE_CHECKING:
@@ -104,6 +103,7 @@ class Transport(StrEnum):
     WEBRTC = "webrtc"
     SIP = "sip"
     REPLAY = "replay"
+    LIVEKIT = "livekit"  # the agent in a LiveKit room (media/livekit_rooms.py)
 
 
 @dataclass
@@ -279,13 +279,7 @@ class SessionHost:
             activity_frames=(ClinicianSpeakingFrame,),  # a clinician talking is not an idle session
         )
         live = LiveSession(session_id, kind, channel, worker)
-        spans = TurnSpanObserver(  # traces without personal data (pipeline/tracing.py)
-            session_id,
-            channel=channel,
-            transport=kind,
-            backend=self.settings.model_backend,
-        )
-        for observer in [VoiceLatencyObserver(), *turn_observers(), spans, *self.observers()]:
+        for observer in [VoiceLatencyObserver(), *turn_observers(), *self.observers()]:
             worker.add_observer(observer)
         if self.registry is not None:
             start = resume or ResumePoint(session_id, ClinicalFacts())

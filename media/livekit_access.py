@@ -17,6 +17,8 @@ account name (never a patient's).
 
 ``AgentDispatcher`` asks the LiveKit server to send the agent worker into a patient's room
 (LiveKit's agent dispatch API), so the agent is in the room before the patient speaks.
+``RoomAdmin.remove`` takes a participant out of a room (a clinician who handed back): a token
+cannot be revoked, but its holder can be removed.
 """
 
 from __future__ import annotations
@@ -114,3 +116,19 @@ class AgentDispatcher:
                 api.CreateAgentDispatchRequest(agent_name=settings.agent_name, room=room)
             )
         return dispatch.id
+
+
+class RoomAdmin:
+    """The server's room API for what only the server may do: removing a participant."""
+
+    def __init__(self, settings: LiveKitSettings) -> None:
+        if not (settings.url and settings.api_key and settings.api_secret):
+            raise LiveKitNotConfigured("LIVEKIT__URL, LIVEKIT__API_KEY and LIVEKIT__API_SECRET are not set")
+        self._settings = settings
+
+    async def remove(self, room: str, identity: str) -> None:
+        """Take ``identity`` out of ``room`` now. Raises what the server answers."""
+        settings = self._settings
+        secret = settings.api_secret.get_secret_value() if settings.api_secret else ""
+        async with api.LiveKitAPI(settings.url, settings.api_key, secret) as client:
+            await client.room.remove_participant(api.RoomParticipantIdentity(room=room, identity=identity))

@@ -43,7 +43,6 @@ _.protocol_version
 protocol_version
 _.log_message
 _.do_GET
-_.do_POST  # http.server's hook (the OTLP receiver of tests/pipeline/test_tracing.py)
 _.close_connection
 _.should_exit
 _.get_host_addresses  # aioice: patched so tests stay on loopback
@@ -88,9 +87,16 @@ _.gop_size
 # media/webrtc_patient.py: pipecat's capture_participant_video signature (a Protocol and its test double).
 participant_id
 
-# configs/settings.py: LIVEKIT__* settings, read by media/livekit_access.py (tokens, dispatch); the
-# rooms switch that reads them in the server is not built yet (docs/rooms.md).
-_.livekit
+# media/livekit_rooms.py: pipecat event handlers (registered by decorator); tests/media/livekit_fakes.py:
+# the livekit.rtc API that pipecat's LiveKit transport calls on the fakes.
+_joined
+queue_size_ms
+_.capture_frame
+_.create_audio_track
+_.track_publications
+_.publish_track
+_.publish_data
+_.sid
 
 # pipeline/google_voice.py: pipecat's GoogleTTSService makes its client in __init__ with
 # _create_client(credentials, credentials_path); ours makes it on first use instead.

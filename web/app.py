@@ -32,6 +32,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from agent.facts import ClinicalFacts
 from configs.settings import Settings
+from media.livekit_rooms import LiveKitRooms
 from media.turn import ice_servers, page_ice_config
 from pipeline.metrics import ESCALATION_STORE_FAILING
 from pipeline.resume import ResumePoint
@@ -49,6 +50,7 @@ from web.audit import AuditLog
 from web.auth import Auth
 from web.capacity_agent import CapacityAgent, Lines
 from web.clinician import clinician_routes
+from web.livekit_routes import livekit_routes
 from web.product import Product, build_product
 from web.security_headers import SecurityHeaders
 from web.webrtc_sessions import LinesBusy, NotYourConnection, UnreadableOffer, WebRTCSessions
@@ -113,6 +115,8 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
         return AddressLimit(name, per_minute, shared=lambda: product.shared, key=address_key(settings))
 
     offers_limit = address_limit("offer", settings.sessions.offers_per_minute)
+    # LIVEKIT__ENABLED: new sessions and clinicians' joins in LiveKit rooms (media/livekit_rooms.py).
+    livekit = LiveKitRooms(host, settings) if settings.livekit.enabled else None
     # A page asks once before each offer (patient) or join (clinician): as often as offers are allowed.
     ice_limit = address_limit("ice-servers", settings.sessions.offers_per_minute)
 
@@ -138,6 +142,8 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
         if capacity_agent is not None:
             await capacity_agent.stop()
         await sessions.close()
+        if livekit is not None:
+            await livekit.close()
         auth.share(None)
         await product.stop()
         await local_alerts.stop()
@@ -161,6 +167,11 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
                 raise TypeError("resume is a session id")
         except (ValueError, KeyError, TypeError, AttributeError):
             return JSONResponse({"error": "expected JSON with 'sdp' and 'type'"}, status_code=400)
+        if livekit is not None:  # rooms are LiveKit's: no peer-to-peer session is started here
+            return JSONResponse(
+                {"error": "sessions start in LiveKit rooms here", "livekit": "/api/livekit/session"},
+                status_code=409,
+            )
 
         def holds_room_token(session_id: str) -> bool:  # a pc_id is bound to its session's token
             return auth.verify_patient_token(request.headers.get("x-room-token"), session_id)
@@ -262,7 +273,18 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
             Route("/health/details", health_details),
             Route("/metrics", metrics),
             *clinician_routes(
-                settings, auth, queue, audit, product.rooms, address_limit, product.registry.is_live
+                settings,
+                auth,
+                queue,
+                audit,
+                product.rooms if livekit is None else livekit,  # what the console's join and the rest act on
+                address_limit,
+                product.registry.is_live,
+            ),
+            *(
+                livekit_routes(settings, auth, livekit, offers_limit, product.registry.resume_point)
+                if livekit is not None
+                else []
             ),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
@@ -277,4 +299,5 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.webrtc_sessions = sessions  # what tests and operators check is left open (nothing, idle)
+    app.state.livekit_rooms = livekit  # LIVEKIT__ENABLED: this replica's LiveKit sessions
     return app

@@ -349,8 +349,8 @@ def clinician_routes(
         record = mine(request.path_params["id"], clinician, (CLAIMED, JOINED, HANDED_BACK))
         if isinstance(record, Response):
             return record
-        try:
-            body = await request.json()
+        try:  # LiveKit rooms (``takes_offer`` False) need no SDP: the answer is a LiveKit token
+            body = await request.json() if getattr(rooms, "takes_offer", True) else {"sdp": "", "type": ""}
             sdp, sdp_type = str(body["sdp"]), str(body["type"])
         except (ValueError, KeyError, TypeError):
             return _error(400, "Expected JSON with 'sdp' and 'type'.")
