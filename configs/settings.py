@@ -404,6 +404,34 @@ class AlertSettings(BaseModel):
         return _duration(f"ALERTS__{(info.field_name or '').upper()}", value, 5 * MINUTE)
 
 
+class TracingSettings(BaseModel):
+    """Where the turn traces go (``pipeline/tracing.py``): an OpenTelemetry collector, over OTLP/HTTP.
+
+    Off unless an endpoint is set: ``TRACING__OTLP_ENDPOINT``, or else the standard
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` (read by this object, like every variable). Either is the
+    collector's base URL (``http://otel-collector:4318``); the spans go to its ``/v1/traces``. The
+    spans carry timings, counts and categories only, never what anyone said or showed.
+    """
+
+    otlp_endpoint: str | None = None
+    service_name: str = "patient-advocacy-agent"
+    export_timeout_s: float = 5.0
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _endpoint_is_http(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.strip().lower().startswith(("http://", "https://")):
+            raise ValueError("TRACING__OTLP_ENDPOINT must be an http(s):// URL (OTLP over HTTP)")
+        return value.strip()
+
+    @field_validator("export_timeout_s")
+    @classmethod
+    def _short(cls, value: float) -> float:
+        return _duration("TRACING__EXPORT_TIMEOUT_S", value, MINUTE)
+
+
 class Settings(BaseSettings):
     """Everything the service reads at start-up; nothing else reads the environment."""
 
@@ -454,6 +482,9 @@ class Settings(BaseSettings):
     turn: TurnSettings = Field(default_factory=TurnSettings)
     livekit: LiveKitSettings = Field(default_factory=LiveKitSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    # The OpenTelemetry standard variable, honoured when TRACING__OTLP_ENDPOINT is unset.
+    otel_exporter_otlp_endpoint: str | None = None
 
     @field_validator("log_level")
     @classmethod

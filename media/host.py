@@ -51,6 +51,7 @@ from pipeline.metrics import ACTIVE_SESSIONS, SESSION_CAPACITY, SESSIONS_REFUSED
 from pipeline.observers import EscalationObserver, VoiceLatencyObserver
 from pipeline.resume import ResumePoint, ResumePointObserver
 from pipeline.session import SessionContext, make_worker, patient_session, run_worker, text_session
+from pipeline.tracing import TurnSpanObserver
 from pipeline.turn_observers import turn_observers
 
 if TYPE_CHECKING:
@@ -279,7 +280,13 @@ class SessionHost:
             activity_frames=(ClinicianSpeakingFrame,),  # a clinician talking is not an idle session
         )
         live = LiveSession(session_id, kind, channel, worker)
-        for observer in [VoiceLatencyObserver(), *turn_observers(), *self.observers()]:
+        spans = TurnSpanObserver(  # traces without personal data (pipeline/tracing.py)
+            session_id,
+            channel=channel,
+            transport=kind,
+            backend=self.settings.model_backend,
+        )
+        for observer in [VoiceLatencyObserver(), *turn_observers(), spans, *self.observers()]:
             worker.add_observer(observer)
         if self.registry is not None:
             start = resume or ResumePoint(session_id, ClinicalFacts())

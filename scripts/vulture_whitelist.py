@@ -43,6 +43,7 @@ _.protocol_version
 protocol_version
 _.log_message
 _.do_GET
+_.do_POST  # http.server's hook (the OTLP receiver of tests/pipeline/test_tracing.py)
 _.close_connection
 _.should_exit
 _.get_host_addresses  # aioice: patched so tests stay on loopback
