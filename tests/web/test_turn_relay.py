@@ -2,7 +2,8 @@
 may only use the relay (``iceTransportPolicy: "relay"``) connects through a real coturn.
 
 The "browser" is aiortc configured exactly as the page configures its ``RTCPeerConnection``
-from the endpoint's JSON (headless Chromium through coturn is not run here: docs/rooms.md).
+from the endpoint's JSON; headless Chromium on the real page through coturn is
+``tests/web/test_turn_browser.py``.
 Everything is on 127.0.0.1; the sessions carry a pass-through pipeline instead of the models.
 """
 
