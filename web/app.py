@@ -197,10 +197,15 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
         except LinesBusy:
             log.warning("offer refused: every line is busy (%d)", settings.sessions.max_concurrent)
             return lines_busy(settings)
-        # The patient's key to their own room (its status, the clinician button), and no other.
+        # The patient's key to their own room (its status, the clinician button), and no other;
+        # the emergency number, which the page shows if the connection drops (no server to ask then).
         # X-Session-Id: HAProxy learns which replica holds the session (configs/haproxy/haproxy.cfg).
         return JSONResponse(
-            {**answer, "room_token": auth.issue_patient_token(answer["session_id"])},
+            {
+                **answer,
+                "room_token": auth.issue_patient_token(answer["session_id"]),
+                "emergency_number": settings.safety.emergency_number,
+            },
             headers={SESSION_ID_HEADER: answer["session_id"]},
         )
 

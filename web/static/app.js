@@ -20,6 +20,21 @@ let room = null;      // {id, token}: this patient's own room, for its status an
                       // (the token goes in the X-Room-Token header, never the URL; it ends with the session)
 let statusTimer = null;
 let camera = null;    // the RTCRtpSender of the patient's camera, when there is one
+let emergencyNumber = ""; // from the offer's answer: the page needs it most when the server is gone
+let ending = false;   // the patient (or the clinician's "end") closed the call: never reconnect
+let reconnecting = false;
+let call = 0;         // which call this is: a reconnect loop of an earlier call stops when it changes
+let reconnects = 0;   // connections lost so far in this session (each one retried RECONNECT_DELAYS_S)
+let lostTimer = null; // "disconnected" for DISCONNECTED_GRACE_MS before it counts as lost
+
+// A dropped connection (a replica that died, a network that blinked) is offered again with the
+// session's id and room token: any replica resumes the interview where it stood. Bounded: five
+// tries over about half a minute per drop, and few drops per session (a server that ends a session
+// on purpose, e.g. after a long silence, must not be resumed for ever).
+const RECONNECT_DELAYS_S = [1, 2, 4, 8, 15];
+const MAX_RECONNECTS = 3;
+const DISCONNECTED_GRACE_MS = 3000;
+const CONNECT_WITHIN_MS = 10000; // one try: the answer, then ICE and DTLS up
 
 // The agent judges about one camera frame a second, so while only the agent looks the camera is
 // sent at 2 frames a second (the server decodes no more); a clinician who joins sees it at the
@@ -37,6 +52,10 @@ async function setCameraRate(fps) {
 function setState(state, label) {
   ui.state.dataset.state = state;
   ui.state.textContent = label;
+}
+
+function emergencyAdvice() {
+  return `If this is an emergency, call ${emergencyNumber || "your local emergency number"}.`;
 }
 
 function showError(message) {
@@ -109,6 +128,7 @@ function onServerMessage(data) {
     setCameraRate(CAMERA_FPS.agent);
     if (data.outcome === "ended") {
       showClinicianStatus("The clinician has ended the session.");
+      ending = true;
       setState("closed", "Ended");
       setTimeout(teardown, 8000); // let the goodbye play
     } else {
@@ -200,6 +220,7 @@ async function iceConfig() {
 async function start() {
   showError("");
   ui.start.disabled = true;
+  ending = false; reconnects = 0; room = null; call += 1; reconnecting = false;
   setState("connecting", "Asking for the microphone…");
   try {
     stream = await getMedia();
@@ -223,78 +244,178 @@ async function start() {
     teardown();
     return;
   }
-  pc = new RTCPeerConnection(ice);
-  const dc = pc.createDataChannel("messages", { ordered: true });
+  const result = await connect(ice, null);
+  if (result.ok) return;
+  setState("failed", result.label);
+  showError(result.message);
+  teardown();
+}
+
+function openPeer(ice) {
+  // A fresh peer connection carrying the patient's microphone and camera, captions on its channel.
+  const peer = new RTCPeerConnection(ice);
+  const dc = peer.createDataChannel("messages", { ordered: true });
   dc.addEventListener("message", onMessage);
   dc.addEventListener("open", () => dc.send(JSON.stringify(
     { label: "rtvi-ai", type: "client-ready", id: String(Date.now()), data: { version: "1.0.0", about: { library: "patient-page" } } })));
+  dc.addEventListener("close", () => { if (peer === pc && peer.connectionState !== "closed") connectionLost(); });
 
   const audioTrack = stream.getAudioTracks()[0];
   const videoTrack = stream.getVideoTracks()[0];
-  pc.addTransceiver(audioTrack, { direction: "sendrecv" });
+  peer.addTransceiver(audioTrack, { direction: "sendrecv" });
   if (videoTrack) {
-    camera = pc.addTransceiver(videoTrack,
+    camera = peer.addTransceiver(videoTrack,
       { direction: "sendrecv", sendEncodings: [{ maxFramerate: CAMERA_FPS.agent }] }).sender;
-  } else pc.addTransceiver("video", { direction: "sendrecv" });
-  pc.addTransceiver("video", { direction: "sendrecv" }); // screen share slot the server expects
+  } else peer.addTransceiver("video", { direction: "sendrecv" });
+  peer.addTransceiver("video", { direction: "sendrecv" }); // screen share slot the server expects
 
-  pc.addEventListener("track", (e) => {
+  let clinicianVideo = false; // this connection's first video track (the second is the screen slot)
+  peer.addEventListener("track", (e) => {
     if (e.track.kind === "audio") ui.audio.srcObject = new MediaStream([e.track]);
-    else if (!ui.clinicianVideo.srcObject) ui.clinicianVideo.srcObject = new MediaStream([e.track]); // shown once a clinician joins
+    else if (!clinicianVideo) { // shown once a clinician joins
+      clinicianVideo = true;
+      ui.clinicianVideo.srcObject = new MediaStream([e.track]);
+    }
   });
-  pc.addEventListener("connectionstatechange", () => {
-    const s = pc ? pc.connectionState : "closed";
+  peer.addEventListener("connectionstatechange", () => {
+    if (peer !== pc) return; // an earlier connection, already given up
+    const s = peer.connectionState;
     if (s === "connected") {
-      setState("connected", "Connected: speak whenever you are ready");
-      ui.mute.disabled = false; ui.stop.disabled = false; ui.ask.disabled = !room;
-    }
-    if (s === "disconnected" || s === "failed") {
-      setState(s, "Connection lost");
-      showError("The connection to the assistant dropped. Check your internet connection and press Start talking to reconnect.");
-      teardown();
+      if (lostTimer) { clearTimeout(lostTimer); lostTimer = null; }
+      if (!reconnecting) onConnected("Connected: speak whenever you are ready");
+    } else if (s === "failed") {
+      connectionLost();
+    } else if (s === "disconnected" && !lostTimer) {
+      // Often a blink that ICE recovers from by itself; lost if it lasts.
+      lostTimer = setTimeout(() => {
+        lostTimer = null;
+        if (peer === pc && peer.connectionState !== "connected") connectionLost();
+      }, DISCONNECTED_GRACE_MS);
     }
   });
+  return peer;
+}
 
-  await pc.setLocalDescription(await pc.createOffer());
-  await waitForIce(pc);
+function onConnected(label) {
+  setState("connected", label);
+  ui.mute.disabled = false; ui.stop.disabled = false; ui.ask.disabled = !room || !ui.escalation.hidden;
+}
+
+function connected(peer, withinMs) {
+  // Resolves true once ``peer`` is connected, false if it fails, closes or takes too long.
+  return new Promise((resolve) => {
+    const done = (value) => { clearTimeout(timer); peer.removeEventListener("connectionstatechange", check); resolve(value); };
+    const check = () => {
+      const s = peer.connectionState;
+      if (s === "connected") done(true);
+      else if (s === "failed" || s === "closed" || pc !== peer) done(false);
+    };
+    const timer = setTimeout(() => done(false), withinMs);
+    peer.addEventListener("connectionstatechange", check);
+    check();
+  });
+}
+
+async function connect(ice, resumeRoom) {
+  // One offer: a new session, or (``resumeRoom``) the session this page was in, on any replica.
+  // -> {ok} or {ok: false, label, message, final}: final when trying again cannot help.
+  const thisCall = call;
+  const peer = openPeer(ice);
+  pc = peer;
+  // The patient ended the call (or began a new one) while this offer was under way: drop it.
+  const abandoned = () => call !== thisCall || pc !== peer;
+  await peer.setLocalDescription(await peer.createOffer());
+  await waitForIce(peer);
+  let res;
   try {
-    const res = await fetch("/api/offer", {
-      method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type }),
-    });
+    const headers = { "Content-Type": "application/json" };
+    const body = { sdp: peer.localDescription.sdp, type: peer.localDescription.type };
+    if (resumeRoom) { body.resume = resumeRoom.id; headers["X-Room-Token"] = resumeRoom.token; }
+    res = await fetch("/api/offer", { method: "POST", headers, body: JSON.stringify(body) });
     if (!res.ok) {
       const refusal = await serverMessage(res);
       if (refusal) { // all lines busy (with the emergency number), or too many attempts
-        setState("failed", res.status === 503 ? "All lines are busy" : "Please wait");
-        showError(refusal);
-        teardown();
-        return;
+        return { ok: false, label: res.status === 503 ? "All lines are busy" : "Please wait", message: refusal };
       }
-      throw new Error(`server answered ${res.status}`);
+      return { ok: false, label: "Could not connect", final: res.status === 403,
+        message: `The assistant could not be reached (server answered ${res.status}). Please try again in a moment.` };
     }
     const answer = await res.json();
+    if (abandoned()) { peer.close(); return { ok: false, label: "Ended", final: true }; }
     room = answer.session_id ? { id: answer.session_id, token: answer.room_token } : null;
-    await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });
+    if (typeof answer.emergency_number === "string") emergencyNumber = answer.emergency_number;
+    await peer.setRemoteDescription({ sdp: answer.sdp, type: answer.type });
   } catch (err) {
-    setState("failed", "Could not connect");
-    showError(`The assistant could not be reached (${err.message}). Please try again in a moment.`);
-    teardown();
+    return { ok: false, label: "Could not connect",
+      message: `The assistant could not be reached (${err.message}). Please try again in a moment.` };
   }
+  if (!resumeRoom) return { ok: true };
+  return (await connected(peer, CONNECT_WITHIN_MS)) ? { ok: true } : { ok: false, label: "Could not connect" };
+}
+
+function closePeer() {
+  if (lostTimer) { clearTimeout(lostTimer); lostTimer = null; }
+  const old = pc;
+  pc = null; camera = null;
+  if (old) old.close();
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function connectionLost() {
+  // The connection dropped without anyone ending the call: offer again, resuming this session.
+  if (reconnecting || ending || !pc) return;
+  closePeer();
+  ui.mute.disabled = true; ui.ask.disabled = true; ui.clinicianFigure.hidden = true;
+  if (!room || !stream || reconnects >= MAX_RECONNECTS) { couldNotReconnect(); return; }
+  reconnects += 1;
+  reconnecting = true;
+  const thisCall = call;
+  const over = () => ending || !stream || call !== thisCall; // ended (or a new call) meanwhile
+  setState("reconnecting", "Reconnecting…");
+  showError(`Connection lost — reconnecting… ${emergencyAdvice()}`);
+  for (const delay of RECONNECT_DELAYS_S) {
+    await sleep(delay * 1000);
+    if (over()) break;
+    let ice;
+    try { ice = await iceConfig(); } catch { continue; } // no replica answered yet
+    if (over()) break;
+    const result = await connect(ice, room);
+    if (over()) break;
+    if (result.ok) {
+      reconnecting = false;
+      interim = null; agentLine = null;
+      showError("");
+      onConnected("Reconnected");
+      return;
+    }
+    closePeer();
+    if (result.final) break; // the server refused this session: another try cannot help
+  }
+  if (call !== thisCall) return; // a new call is under way: it is not this loop's
+  reconnecting = false;
+  if (!ending) couldNotReconnect();
+}
+
+function couldNotReconnect() {
+  setState("failed", "Could not reconnect");
+  showError(`The connection to the assistant was lost and could not be restored. ${emergencyAdvice()} Otherwise press Start talking to begin again.`);
+  teardown();
+  room = null; reconnects = 0;
 }
 
 function teardown() {
   if (statusTimer) { clearInterval(statusTimer); statusTimer = null; }
   ui.clinicianFigure.hidden = true;
   ui.ask.disabled = true;
-  if (pc) { pc.close(); pc = null; }
-  camera = null;
+  closePeer();
   if (stream) { stream.getTracks().forEach((t) => t.stop()); stream = null; }
   ui.start.disabled = false; ui.mute.disabled = true; ui.stop.disabled = true;
 }
 
 ui.start.addEventListener("click", start);
 ui.ask.addEventListener("click", askForClinician);
-ui.stop.addEventListener("click", () => { teardown(); setState("closed", "Ended"); });
+ui.stop.addEventListener("click", () => { ending = true; teardown(); setState("closed", "Ended"); showError(""); });
 ui.mute.addEventListener("click", () => {
   const track = stream && stream.getAudioTracks()[0];
   if (!track) return;
