@@ -34,6 +34,7 @@ let lostTimer = null; // "disconnected" for DISCONNECTED_GRACE_MS before it coun
 const RECONNECT_DELAYS_S = [1, 2, 4, 8, 15];
 const MAX_RECONNECTS = 3;
 const DISCONNECTED_GRACE_MS = 3000;
+const FIRST_CONNECT_WITHIN_MS = 15000; // a first connection not up by then is reported as failed
 const CONNECT_WITHIN_MS = 10000; // one try: the answer, then ICE and DTLS up
 
 // The agent judges about one camera frame a second, so while only the agent looks the camera is
@@ -245,9 +246,24 @@ async function start() {
     return;
   }
   const result = await connect(ice, null);
-  if (result.ok) return;
+  if (result.ok) {
+    await firstConnection(pc, call);
+    return;
+  }
   setState("failed", result.label);
   showError(result.message);
+  teardown();
+}
+
+async function firstConnection(peer, thisCall) {
+  // A first connection that never comes up (its relay refused, a network that blocks it) would
+  // say "Connecting…" for ever: say it failed, with the emergency number. One that fails after
+  // connecting is a drop, and reconnects (connectionLost).
+  if (await connected(peer, FIRST_CONNECT_WITHIN_MS)) return;
+  const stuck = ["new", "checking", "connecting"].includes(peer.connectionState);
+  if (!stuck || call !== thisCall || pc !== peer || reconnecting) return;
+  setState("failed", "Could not connect");
+  showError(`The connection to the assistant could not be set up: your network may be blocking it. Please try again, or try another network. ${emergencyAdvice()}`);
   teardown();
 }
 
