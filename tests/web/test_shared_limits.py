@@ -6,8 +6,10 @@ counted or signed out, the other sees. With Redis gone, each still limits and re
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from starlette.testclient import TestClient
 
 from tests.web.conftest import RedisServer
@@ -52,48 +54,45 @@ def test_with_redis_gone_each_replica_still_limits_on_its_own(
     assert statuses == [400, 400, 429]  # patients are neither all refused nor let through unlimited
 
 
-async def test_a_sign_out_on_one_replica_is_refused_on_the_other(
-    tmp_path: Path, own_redis: RedisServer
-) -> None:
+@pytest.fixture
+async def two_replicas(tmp_path: Path, own_redis: RedisServer) -> AsyncIterator[tuple[Auth, Auth]]:
+    """Two replicas' sign-ins: their own folders (revocation files), one Redis."""
     here = Auth(make_settings(tmp_path / "here"), hasher=FAST_HASHER)
     there = Auth(make_settings(tmp_path / "there"), hasher=FAST_HASHER)
     stores = [await RedisStore.connect(own_redis.url) for _ in range(2)]
     here.share(stores[0])
     there.share(stores[1])
     try:
-        cookie = here.issue_session(here.authenticate("ada", PASSWORD))
-        assert await there.signed_in(cookie) is not None  # one key: any replica reads the cookie
-
-        await here.sign_out(cookie)
-        assert await here.signed_in(cookie) is None
-        assert await there.signed_in(cookie) is None  # its own revocations file never heard of it
+        yield here, there
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_a_sign_out_on_one_replica_is_refused_on_the_other(two_replicas: tuple[Auth, Auth]) -> None:
+    here, there = two_replicas
+    cookie = here.issue_session(here.authenticate("ada", PASSWORD))
+    assert await there.signed_in(cookie) is not None  # one key: any replica reads the cookie
+
+    await here.sign_out(cookie)
+    assert await here.signed_in(cookie) is None
+    assert await there.signed_in(cookie) is None  # its own revocations file never heard of it
 
 
 async def test_a_sign_out_while_redis_is_down_reaches_the_other_replicas_once_it_is_back(
-    tmp_path: Path, own_redis: RedisServer
+    two_replicas: tuple[Auth, Auth], own_redis: RedisServer
 ) -> None:
-    here = Auth(make_settings(tmp_path / "here"), hasher=FAST_HASHER)
-    there = Auth(make_settings(tmp_path / "there"), hasher=FAST_HASHER)
-    stores = [await RedisStore.connect(own_redis.url) for _ in range(2)]
-    here.share(stores[0])
-    there.share(stores[1])
-    try:
-        cookie = here.issue_session(here.authenticate("ada", PASSWORD))
-        kept = here.issue_session(here.authenticate("ada", PASSWORD))  # another tab, still signed in
-        own_redis.stop()
-        await here.sign_out(cookie)  # Redis is down: signed out here at least
-        assert await here.signed_in(cookie) is None
-        assert await there.signed_in(kept) is not None  # the console keeps working without Redis
+    here, there = two_replicas
+    cookie = here.issue_session(here.authenticate("ada", PASSWORD))
+    kept = here.issue_session(here.authenticate("ada", PASSWORD))  # another tab, still signed in
+    own_redis.stop()
+    await here.sign_out(cookie)  # Redis is down: signed out here at least
+    assert await here.signed_in(cookie) is None
+    assert await there.signed_in(kept) is not None  # the console keeps working without Redis
 
-        own_redis.start()  # back, and empty
-        assert await here.signed_in(kept) is not None  # the next request tells Redis what it missed
-        assert await there.signed_in(cookie) is None
-    finally:
-        for store in stores:
-            await store.close()
+    own_redis.start()  # back, and empty
+    assert await here.signed_in(kept) is not None  # the next request tells Redis what it missed
+    assert await there.signed_in(cookie) is None
 
 
 def test_behind_a_trusted_proxy_each_patient_has_their_own_limit(
