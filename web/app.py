@@ -296,7 +296,11 @@ def create_app(settings: Settings, product: Product | None = None) -> Starlette:
         middleware=[
             # The patient's address behind a trusted proxy (what the per-address limits count).
             Middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips),
-            Middleware(SecurityHeaders, app_env=settings.app_env),
+            Middleware(
+                SecurityHeaders,
+                app_env=settings.app_env,
+                livekit_url=settings.livekit.url if livekit is not None else None,  # the pages connect there
+            ),
             Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes),
             Middleware(JsonDepthLimit),  # inside the size limit: what it reads whole is capped
         ],

@@ -8,6 +8,10 @@ connects), and this server's room token for the room endpoints (status, the clin
 as the WebRTC answer carries it. The same per-address limit as offers applies. A page that
 reconnects sends ``{"resume": <session id>}`` with that session's room token, and the session goes
 on from where it stood (``pipeline/resume.py``), as with an offer.
+
+``GET /api/livekit`` tells the pages (``web/static/livekit.js``, ``clinician_livekit.js``) that
+sessions here are LiveKit's: without the switch the route does not exist (404), and the pages
+speak WebRTC to this server as before.
 """
 
 from __future__ import annotations
@@ -73,4 +77,10 @@ def livekit_routes(
             headers={SESSION_ID_HEADER: access.room, "Cache-Control": "no-store"},
         )
 
-    return [Route("/api/livekit/session", session, methods=["POST"])]
+    async def mode(_request: Request) -> Response:
+        return JSONResponse({"livekit": True, "session": "/api/livekit/session"})
+
+    return [
+        Route("/api/livekit", mode, methods=["GET"]),
+        Route("/api/livekit/session", session, methods=["POST"]),
+    ]
