@@ -378,6 +378,10 @@ async function join(d) {
       : `The microphone could not be opened (${err.name}).`);
   }
   ui.selfVideo.srcObject = stream;
+  if (window.ClinicianLiveKit && await window.ClinicianLiveKit.enabled()) {
+    await joinLiveKit(d, stream); // LiveKit rooms: the join answers with a token (clinician_livekit.js)
+    return;
+  }
   let ice;
   try {
     ice = await iceConfig();
@@ -422,9 +426,31 @@ async function join(d) {
   render();
 }
 
+async function joinLiveKit(d, stream) {
+  call = { id: d.id, pc: null, stream };
+  const mine = call;
+  setCallState("connecting", "Connecting…");
+  try {
+    const access = await post(`/clinician/api/escalations/${encodeURIComponent(d.id)}/join${onReplica(d)}`);
+    mine.pc = await window.ClinicianLiveKit.connect(access, stream, ui, {
+      onState: (state, label) => { if (call === mine) setCallState(state, label); },
+      onLost: () => {
+        if (call !== mine) return;
+        showError("The call with the patient dropped. Press Rejoin the call to reconnect.");
+        hangUp("Connection lost", "disconnected");
+      },
+    });
+    if (call !== mine) mine.pc.close(); // hung up while connecting
+  } catch (err) {
+    if (call === mine) hangUp("Could not connect", "failed");
+    throw err;
+  }
+  render();
+}
+
 function hangUp(label, state) {
   if (call) {
-    call.pc.close();
+    if (call.pc) call.pc.close();
     call.stream.getTracks().forEach((t) => t.stop());
     call = null;
     ui.patientVideo.srcObject = null;
