@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the agent's image with podman and check that its /health answers: the check a Docker CI
 # would make, on a machine with no container registry (docs/runbook.md, "Running with compose").
-# Not part of scripts/test.sh: it takes minutes (about 3 GB of packages) and needs root.
+# scripts/test.sh runs it as root (so CI does); it takes minutes (about 3 GB of packages).
 #
 #   sudo bash scripts/container_check.sh            # PORT=18000 by default, any free port
 #

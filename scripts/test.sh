@@ -38,5 +38,14 @@ say "dependencies (deptry)"
 .venv/bin/deptry .
 say "dead code (vulture; reviewed exceptions in scripts/vulture_whitelist.py)"
 .venv/bin/vulture
+# The image a deployment runs (Dockerfile), built with Debian's podman on a locally made base and
+# its /health and HEALTHCHECK checked: as root only (podman, debootstrap), minutes (about 3 GB of
+# packages). SKIP_CONTAINER_CHECK=1 skips it on a workstation.
+if [ "$(id -u)" = 0 ] && [ "${SKIP_CONTAINER_CHECK:-0}" != 1 ]; then
+  say "the container image (scripts/container_check.sh)"
+  PORT=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') \
+    bash scripts/container_check.sh
+fi
+
 say "pytest"
 exec .venv/bin/python -m pytest "$@"

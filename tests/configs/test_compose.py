@@ -4,8 +4,9 @@ What runs here: Debian's ``docker-compose`` (1.29) resolves and validates the co
 (``config`` rejects unknown keys and missing required variables), and Debian's ``haproxy -c``
 checks configs/haproxy/haproxy.cfg, Debian's ``promtool check config`` the stack's Prometheus
 config (its paths mapped through the compose mounts), and the Grafana provisioning is checked to
-load the real dashboard from the real Prometheus. What does not: building the image and running the stack
-(``scripts/container_check.sh`` does the first with podman; docs/runbook.md, "Running with compose").
+load the real dashboard from the real Prometheus. What does not: running the stack. The image is
+built and its /health checked by ``scripts/container_check.sh`` (podman; ``scripts/test.sh`` runs
+it as root; docs/runbook.md, "Running with compose").
 """
 
 from __future__ import annotations
