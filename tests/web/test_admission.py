@@ -79,8 +79,8 @@ def test_under_the_cap_an_offer_is_not_refused_as_busy(settings: Settings) -> No
 
 
 def test_the_patient_page_shows_the_servers_busy_message(client: TestClient) -> None:
-    script = client.get("/static/app.js").text
-    assert "res.status === 503" in script and "body.error" in script
+    script = client.get("/static/patient_page.js").text  # both modes' refusals, shared
+    assert "status === 503" in script and "body.error" in script
 
 
 # --- rate limits --------------------------------------------------------------------------

@@ -40,10 +40,10 @@ def test_metrics_expose_latency_histogram_and_active_sessions(settings: Settings
 def test_the_patient_page_has_the_controls_and_the_disclaimer(settings: Settings) -> None:
     with TestClient(create_app(settings)) as client:
         page = client.get("/").text
-        script = client.get("/static/app.js")
+        script = client.get("/static/patient_page.js")  # both modes' microphone, shared
     for element in ('id="start"', 'id="mute"', 'id="preview"', 'id="captions"', 'id="state"'):
         assert element in page
-    assert "not a diagnosis" in page
+    assert "not a diagnosis" in page and '<script src="/static/patient_page.js">' in page
     assert script.status_code == 200 and "getUserMedia" in script.text
 
 

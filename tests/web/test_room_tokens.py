@@ -102,6 +102,7 @@ async def test_the_room_token_outlives_the_old_expiry_while_the_session_is_live(
 
 
 def test_the_patient_page_sends_the_token_in_the_header_never_in_the_address() -> None:
-    script = (STATIC / "app.js").read_text()
-    assert "X-Room-Token" in script
-    assert not re.search(r"[?&]token=", script)
+    for name in ("app.js", "patient_page.js", "livekit.js"):
+        script = (STATIC / name).read_text()
+        assert not re.search(r"[?&]token=", script), name
+    assert "X-Room-Token" in (STATIC / "patient_page.js").read_text()

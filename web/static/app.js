@@ -1,31 +1,21 @@
 // The patient page: microphone + camera to the agent over WebRTC, captions from its data channel.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
-const ui = {
-  start: $("start"), mute: $("mute"), stop: $("stop"), state: $("state"), error: $("error"),
-  escalation: $("escalation"), preview: $("preview"), audio: $("agent-audio"), captions: $("captions"),
-  ask: $("ask-clinician"), clinicianStatus: $("clinician-status"), clinicianFigure: $("clinician-figure"),
-  clinicianVideo: $("clinician-video"), clinicianCaption: $("clinician-caption"),
-};
-const params = new URLSearchParams(location.search);
-// Tests feed a recorded voice as the microphone: browser voice processing would distort it.
-const processing = params.get("processing") !== "off";
-
 let pc = null;
-let stream = null;
-let interim = null;   // the patient's caption being written
-let agentLine = null; // the agent's caption being written
 let room = null;      // {id, token}: this patient's own room, for its status and the clinician button
                       // (the token goes in the X-Room-Token header, never the URL; it ends with the session)
-let statusTimer = null;
 let camera = null;    // the RTCRtpSender of the patient's camera, when there is one
 let emergencyNumber = ""; // from the offer's answer: the page needs it most when the server is gone
-let ending = false;   // the patient (or the clinician's "end") closed the call: never reconnect
 let reconnecting = false;
 let call = 0;         // which call this is: a reconnect loop of an earlier call stops when it changes
 let reconnects = 0;   // connections lost so far in this session (each one retried RECONNECT_DELAYS_S)
 let lostTimer = null; // "disconnected" for DISCONNECTED_GRACE_MS before it counts as lost
+
+// Captions, server messages, the clinician button, mute and teardown: patient_page.js, shared with
+// livekit.js. This file keeps the peer connection: the offer, its ICE servers and reconnecting.
+const page = PatientPage.create({ session: () => room, cameraSender: () => camera, close: closePeer });
+const { ui, CAMERA_FPS, setState, showError, serverMessage } = page;
+const teardown = page.teardown;
 
 // A dropped connection (a replica that died, a network that blinked) is offered again with the
 // session's id and room token: any replica resumes the interview where it stood. Bounded: five
@@ -37,159 +27,8 @@ const DISCONNECTED_GRACE_MS = 3000;
 const FIRST_CONNECT_WITHIN_MS = 15000; // a first connection not up by then is reported as failed
 const CONNECT_WITHIN_MS = 10000; // one try: the answer, then ICE and DTLS up
 
-// The agent judges about one camera frame a second, so while only the agent looks the camera is
-// sent at 2 frames a second (the server decodes no more); a clinician who joins sees it at the
-// full rate. Full resolution either way: the agent judges sharpness and distance on the frame.
-const CAMERA_FPS = { agent: 2, clinician: 30 };
-
-async function setCameraRate(fps) {
-  if (!camera) return;
-  const parameters = camera.getParameters();
-  if (!parameters.encodings || !parameters.encodings.length) return;
-  parameters.encodings[0].maxFramerate = fps;
-  try { await camera.setParameters(parameters); } catch { /* the browser keeps its last rate */ }
-}
-
-function setState(state, label) {
-  ui.state.dataset.state = state;
-  ui.state.textContent = label;
-}
-
 function emergencyAdvice() {
   return `If this is an emergency, call ${emergencyNumber || "your local emergency number"}.`;
-}
-
-function showError(message) {
-  ui.error.textContent = message;
-  ui.error.hidden = !message;
-}
-
-function addCaption(who, text, cls) {
-  const li = document.createElement("li");
-  li.className = cls;
-  const name = document.createElement("span");
-  name.className = "who";
-  name.textContent = who === "patient" ? "You:" : "Assistant:";
-  const body = document.createElement("span");
-  body.className = "text";
-  body.textContent = text;
-  li.append(name, body);
-  ui.captions.append(li);
-  li.scrollIntoView({ block: "end" });
-  return li;
-}
-
-function onPatientText(text, final) {
-  if (!text) return;
-  if (!interim) interim = addCaption("patient", text, "patient interim");
-  interim.querySelector(".text").textContent = text;
-  if (final) { interim.className = "patient"; interim = null; agentLine = null; }
-}
-
-function onAgentText(text) {
-  if (!text) return;
-  if (!agentLine) agentLine = addCaption("agent", text, "agent");
-  else agentLine.querySelector(".text").textContent += " " + text;
-}
-
-function onMessage(event) {
-  let msg;
-  try { msg = JSON.parse(event.data); } catch { return; }
-  if (msg.label !== "rtvi-ai") return;
-  const data = msg.data || {};
-  switch (msg.type) {
-    case "user-transcription": onPatientText(data.text, data.final); break;
-    case "bot-output": if (data.spoken !== false) onAgentText(data.text); break;
-    case "bot-started-speaking": break;
-    case "bot-stopped-speaking": agentLine = null; break;
-    case "server-message": onServerMessage(data); break;
-  }
-}
-
-function showClinicianStatus(text) {
-  ui.clinicianStatus.textContent = text;
-  ui.clinicianStatus.hidden = !text;
-}
-
-function onServerMessage(data) {
-  if (!data) return;
-  if (data.type === "escalation") {
-    ui.escalation.textContent = data.message;
-    ui.escalation.hidden = false;
-    ui.ask.disabled = true;
-    showClinicianStatus("A clinician has been asked to join. Please stay on this page.");
-    watchRoomStatus();
-  } else if (data.type === "clinician" && data.status === "joined") {
-    showClinicianStatus(`${data.name} has joined.`);
-    ui.clinicianCaption.textContent = data.name;
-    ui.clinicianFigure.hidden = false;
-    setCameraRate(CAMERA_FPS.clinician);
-  } else if (data.type === "clinician" && data.status === "left") {
-    ui.clinicianFigure.hidden = true;
-    setCameraRate(CAMERA_FPS.agent);
-    if (data.outcome === "ended") {
-      showClinicianStatus("The clinician has ended the session.");
-      ending = true;
-      setState("closed", "Ended");
-      setTimeout(teardown, 8000); // let the goodbye play
-    } else {
-      showClinicianStatus("The clinician has handed you back to the assistant.");
-      ui.escalation.hidden = true;
-      ui.ask.disabled = false;
-    }
-  }
-}
-
-function roomFetch(action, options) {
-  return fetch(`/api/room/${encodeURIComponent(room.id)}/${action}`,
-    { ...options, headers: { "X-Room-Token": room.token } });
-}
-
-function watchRoomStatus() {
-  // Until someone joins, say whether a clinician has picked up the request.
-  if (statusTimer || !room) return;
-  statusTimer = setInterval(async () => {
-    try {
-      const res = await roomFetch("status");
-      if (!res.ok) return;
-      const status = await res.json();
-      if (status.status === "claimed" && status.clinician) {
-        showClinicianStatus(`${status.clinician} is on the way.`);
-      } else if (status.status !== "waiting") {
-        clearInterval(statusTimer); statusTimer = null;
-      }
-    } catch { /* the page keeps the last status */ }
-  }, 3000);
-}
-
-async function serverMessage(res) {
-  // The server's own words for a refusal the patient should read (503 busy, 429 too many attempts).
-  if (res.status !== 503 && res.status !== 429) return "";
-  try { const body = await res.json(); return typeof body.error === "string" ? body.error : ""; }
-  catch { return ""; }
-}
-
-async function askForClinician() {
-  if (!room) return;
-  ui.ask.disabled = true;
-  const res = await roomFetch("clinician", { method: "POST" });
-  if (!res.ok) {
-    ui.ask.disabled = false;
-    showError(await serverMessage(res) || "Your request could not be sent. Please try again.");
-  }
-}
-
-async function getMedia() {
-  const audio = processing ? true : { echoCancellation: false, noiseSuppression: false, autoGainControl: false };
-  try {
-    return await navigator.mediaDevices.getUserMedia({ audio, video: { width: 640, height: 480 } });
-  } catch (err) {
-    if (err.name === "NotFoundError" || err.name === "OverconstrainedError") {
-      // No camera: the agent can still listen.
-      return await navigator.mediaDevices.getUserMedia({ audio });
-    }
-    throw err;
-  }
 }
 
 function waitForIce(peer) {
@@ -219,22 +58,8 @@ async function iceConfig() {
 }
 
 async function start() {
-  showError("");
-  ui.start.disabled = true;
-  ending = false; reconnects = 0; room = null; call += 1; reconnecting = false;
-  setState("connecting", "Asking for the microphone…");
-  try {
-    stream = await getMedia();
-  } catch (err) {
-    ui.start.disabled = false;
-    setState("failed", "Microphone blocked");
-    showError(err.name === "NotAllowedError"
-      ? "The microphone was denied. Allow microphone (and camera) access for this page in your browser's site settings, then press Start talking again."
-      : `The microphone could not be opened (${err.name}). Check that one is connected and not used by another app.`);
-    return;
-  }
-  ui.preview.srcObject = stream;
-  setState("connecting", "Connecting…");
+  reconnects = 0; room = null; call += 1; reconnecting = false;
+  if (!(await page.openMicrophone())) return;
 
   let ice;
   try {
@@ -271,13 +96,13 @@ function openPeer(ice) {
   // A fresh peer connection carrying the patient's microphone and camera, captions on its channel.
   const peer = new RTCPeerConnection(ice);
   const dc = peer.createDataChannel("messages", { ordered: true });
-  dc.addEventListener("message", onMessage);
+  dc.addEventListener("message", (event) => page.onRtvi(event.data));
   dc.addEventListener("open", () => dc.send(JSON.stringify(
     { label: "rtvi-ai", type: "client-ready", id: String(Date.now()), data: { version: "1.0.0", about: { library: "patient-page" } } })));
   dc.addEventListener("close", () => { if (peer === pc && peer.connectionState !== "closed") connectionLost(); });
 
-  const audioTrack = stream.getAudioTracks()[0];
-  const videoTrack = stream.getVideoTracks()[0];
+  const audioTrack = page.stream.getAudioTracks()[0];
+  const videoTrack = page.stream.getVideoTracks()[0];
   peer.addTransceiver(audioTrack, { direction: "sendrecv" });
   if (videoTrack) {
     camera = peer.addTransceiver(videoTrack,
@@ -298,7 +123,7 @@ function openPeer(ice) {
     const s = peer.connectionState;
     if (s === "connected") {
       if (lostTimer) { clearTimeout(lostTimer); lostTimer = null; }
-      if (!reconnecting) onConnected("Connected: speak whenever you are ready");
+      if (!reconnecting) page.onConnected("Connected: speak whenever you are ready");
     } else if (s === "failed") {
       connectionLost();
     } else if (s === "disconnected" && !lostTimer) {
@@ -310,11 +135,6 @@ function openPeer(ice) {
     }
   });
   return peer;
-}
-
-function onConnected(label) {
-  setState("connected", label);
-  ui.mute.disabled = false; ui.stop.disabled = false; ui.ask.disabled = !room || !ui.escalation.hidden;
 }
 
 function connected(peer, withinMs) {
@@ -351,7 +171,7 @@ async function connect(ice, resumeRoom) {
     if (!res.ok) {
       const refusal = await serverMessage(res);
       if (refusal) { // all lines busy (with the emergency number), or too many attempts
-        return { ok: false, label: res.status === 503 ? "All lines are busy" : "Please wait", message: refusal };
+        return { ok: false, label: page.refusalLabel(res.status), message: refusal };
       }
       return { ok: false, label: "Could not connect", final: res.status === 403,
         message: `The assistant could not be reached (server answered ${res.status}). Please try again in a moment.` };
@@ -380,14 +200,14 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function connectionLost() {
   // The connection dropped without anyone ending the call: offer again, resuming this session.
-  if (reconnecting || ending || !pc) return;
+  if (reconnecting || page.ending || !pc) return;
   closePeer();
   ui.mute.disabled = true; ui.ask.disabled = true; ui.clinicianFigure.hidden = true;
-  if (!room || !stream || reconnects >= MAX_RECONNECTS) { couldNotReconnect(); return; }
+  if (!room || !page.stream || reconnects >= MAX_RECONNECTS) { couldNotReconnect(); return; }
   reconnects += 1;
   reconnecting = true;
   const thisCall = call;
-  const over = () => ending || !stream || call !== thisCall; // ended (or a new call) meanwhile
+  const over = () => page.ending || !page.stream || call !== thisCall; // ended (or a new call) meanwhile
   setState("reconnecting", "Reconnecting…");
   showError(`Connection lost — reconnecting… ${emergencyAdvice()}`);
   for (const delay of RECONNECT_DELAYS_S) {
@@ -400,9 +220,9 @@ async function connectionLost() {
     if (over()) break;
     if (result.ok) {
       reconnecting = false;
-      interim = null; agentLine = null;
+      page.resetCaptions();
       showError("");
-      onConnected("Reconnected");
+      page.onConnected("Reconnected");
       return;
     }
     closePeer();
@@ -410,7 +230,7 @@ async function connectionLost() {
   }
   if (call !== thisCall) return; // a new call is under way: it is not this loop's
   reconnecting = false;
-  if (!ending) couldNotReconnect();
+  if (!page.ending) couldNotReconnect();
 }
 
 function couldNotReconnect() {
@@ -420,22 +240,7 @@ function couldNotReconnect() {
   room = null; reconnects = 0;
 }
 
-function teardown() {
-  if (statusTimer) { clearInterval(statusTimer); statusTimer = null; }
-  ui.clinicianFigure.hidden = true;
-  ui.ask.disabled = true;
-  closePeer();
-  if (stream) { stream.getTracks().forEach((t) => t.stop()); stream = null; }
-  ui.start.disabled = false; ui.mute.disabled = true; ui.stop.disabled = true;
-}
-
 ui.start.addEventListener("click", start);
-ui.ask.addEventListener("click", askForClinician);
-ui.stop.addEventListener("click", () => { ending = true; teardown(); setState("closed", "Ended"); showError(""); });
-ui.mute.addEventListener("click", () => {
-  const track = stream && stream.getAudioTracks()[0];
-  if (!track) return;
-  track.enabled = !track.enabled;
-  ui.mute.setAttribute("aria-pressed", String(!track.enabled));
-  ui.mute.textContent = track.enabled ? "Mute microphone" : "Unmute microphone";
-});
+ui.ask.addEventListener("click", page.askForClinician);
+ui.stop.addEventListener("click", page.stop);
+ui.mute.addEventListener("click", page.toggleMute);
