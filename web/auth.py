@@ -386,7 +386,9 @@ class Auth:
         self._shared_failing = failing
 
     def check_csrf(self, clinician: Clinician, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(clinician.csrf_token, token or "")
+        # As bytes: a header may carry any character, and compare_digest refuses non-ASCII text.
+        given = (token or "").encode("utf-8", "surrogateescape")
+        return bool(token) and hmac.compare_digest(clinician.csrf_token.encode(), given)
 
     def _load(self, cookie: str | None) -> dict[str, Any] | None:
         if not cookie:

@@ -312,3 +312,10 @@ def test_cookies_are_http_only_strict_and_secure_outside_development(tmp_path: P
     assert development["httponly"] and development["samesite"] == "strict"
     assert development["secure"] is False and staging["secure"] is True
     assert development["max_age"] == 3600 and development["path"] == "/clinician"
+
+
+def test_a_csrf_token_with_characters_outside_ascii_is_refused_not_an_error(auth: Auth) -> None:
+    clinician = auth.verify_session(auth.issue_session(auth.authenticate("ada", PASSWORD)))
+    assert clinician is not None
+    assert auth.check_csrf(clinician, "\x80") is False  # a hostile header: refused (403), never a 500
+    assert auth.check_csrf(clinician, clinician.csrf_token) is True
